@@ -1,0 +1,430 @@
+"""Posture report: how the W&B deployment stands against the W&B recommendations
+and against what terraform-aws-wandb leaves off by default. Read-only.
+
+Each item has a status (ok / warn / fail), the evidence it was judged on, and the fix.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from wandb_ops.aws import error_code
+from wandb_ops.models import StrictModel
+from wandb_ops.settings import DeploymentSettings
+
+# A daily snapshot schedule leaves at most ~24 h between snapshots; allow slack for a late run.
+SNAPSHOT_FRESH = timedelta(hours=26)
+SNAPSHOT_STALE = timedelta(days=3)
+MIN_BACKUP_RETENTION_DAYS = 7
+ROTATION_MAX_AGE = timedelta(days=90)
+
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+class PostureRequest(StrictModel):
+    """Workflow input. Nothing is required: the deployment comes from the stack parameters."""
+
+    source: Literal["schedule", "console", "demo", "test"] = "console"
+
+
+class PostureItem(BaseModel):
+    id: str
+    status: Status
+    evidence: str
+    fix: str
+
+
+class PostureSummary(BaseModel):
+    ok: int
+    warn: int
+    fail: int
+
+
+class PostureReport(BaseModel):
+    generated_at: datetime
+    namespace: str
+    summary: PostureSummary
+    items: list[PostureItem]
+    text: str
+
+
+@dataclass(frozen=True)
+class PostureSources:
+    """The AWS clients the assessment reads from (boto3 clients, or anything shaped like them)."""
+
+    rds: Any
+    s3: Any
+    kms: Any
+    secretsmanager: Any
+
+
+def assess(settings: DeploymentSettings, sources: PostureSources, now: datetime) -> PostureReport:
+    items: list[PostureItem] = []
+    items += _cluster_items(settings.namespace, sources.rds, now)
+    items += _bucket_items(settings.bucket_name, sources.s3)
+    items += _key_items(settings.kms_key_arn, sources.kms)
+    items += _secret_items(settings.database_secret_arn, sources.secretsmanager, now)
+    summary = PostureSummary(
+        ok=sum(item.status is Status.OK for item in items),
+        warn=sum(item.status is Status.WARN for item in items),
+        fail=sum(item.status is Status.FAIL for item in items),
+    )
+    return PostureReport(
+        generated_at=now,
+        namespace=settings.namespace,
+        summary=summary,
+        items=items,
+        text=render_text(settings.namespace, summary, items),
+    )
+
+
+def render_text(namespace: str, summary: PostureSummary, items: Iterable[PostureItem]) -> str:
+    """The short human-readable report sent in the notification: problems first, with their fix."""
+    ordered = sorted(items, key=lambda item: [Status.FAIL, Status.WARN, Status.OK].index(item.status))
+    lines = [f"W&B deployment '{namespace}': {summary.fail} fail, {summary.warn} warn, {summary.ok} ok", ""]
+    for item in ordered:
+        lines.append(f"[{item.status.upper()}] {item.id}: {item.evidence}")
+        if item.status is not Status.OK:
+            lines.append(f"    fix: {item.fix}")
+    return "\n".join(lines)
+
+
+def _item(item_id: str, status: Status, evidence: str, fix: str = "") -> PostureItem:
+    return PostureItem(id=item_id, status=status, evidence=evidence, fix=fix)
+
+
+def _denied(item_id: str, action: str, resource: str) -> PostureItem:
+    return _item(
+        item_id,
+        Status.WARN,
+        f"could not read: {action} was denied on {resource}",
+        f"allow {action} on {resource} for this stack's posture function role "
+        f"(see docs/permissions.md); nothing else is needed to assess this item",
+    )
+
+
+def _guarded(
+    item_id: str, action: str, resource: str, check: Callable[[], list[PostureItem]]
+) -> list[PostureItem]:
+    try:
+        return check()
+    except ClientError as exc:
+        if error_code(exc) in ACCESS_DENIED_CODES:
+            return [_denied(item_id, action, resource)]
+        raise
+
+
+# ---------------------------------------------------------------- Aurora
+
+
+def _cluster_items(namespace: str, rds: Any, now: datetime) -> list[PostureItem]:
+    def check() -> list[PostureItem]:
+        try:
+            cluster = rds.describe_db_clusters(DBClusterIdentifier=namespace)["DBClusters"][0]
+        except ClientError as exc:
+            if error_code(exc) == "DBClusterNotFoundFault":
+                return [
+                    _item(
+                        "aurora.cluster",
+                        Status.FAIL,
+                        f"no Aurora cluster '{namespace}' in this region",
+                        "set the stack parameter Namespace to terraform-aws-wandb's namespace "
+                        "(it is the cluster identifier) and deploy the stack in the cluster's region",
+                    )
+                ]
+            raise
+        return [
+            _item("aurora.cluster", Status.OK, f"cluster '{namespace}' is {cluster.get('Status', 'unknown')}"),
+            _deletion_protection(namespace, cluster),
+            _backup_retention(namespace, cluster),
+            _managed_master_password(cluster),
+            _storage_encryption(cluster),
+            *_guarded(
+                "aurora.newest_snapshot",
+                "rds:DescribeDBClusterSnapshots",
+                namespace,
+                lambda: [_newest_snapshot(namespace, rds, now)],
+            ),
+        ]
+
+    return _guarded("aurora.cluster", "rds:DescribeDBClusters", namespace, check)
+
+
+def _deletion_protection(namespace: str, cluster: dict[str, Any]) -> PostureItem:
+    if cluster.get("DeletionProtection"):
+        return _item("aurora.deletion_protection", Status.OK, "deletion protection is on")
+    return _item(
+        "aurora.deletion_protection",
+        Status.FAIL,
+        "deletion protection is off, and terraform-aws-wandb deletes the cluster without a final snapshot",
+        f"set deletion_protection = true in terraform, or run: aws rds modify-db-cluster "
+        f"--db-cluster-identifier {namespace} --deletion-protection --apply-immediately",
+    )
+
+
+def _backup_retention(namespace: str, cluster: dict[str, Any]) -> PostureItem:
+    days = int(cluster.get("BackupRetentionPeriod", 0))
+    if days >= MIN_BACKUP_RETENTION_DAYS:
+        return _item("aurora.backup_retention", Status.OK, f"automated backups kept {days} days")
+    return _item(
+        "aurora.backup_retention",
+        Status.WARN,
+        f"automated backups kept only {days} days",
+        f"keep at least {MIN_BACKUP_RETENTION_DAYS} days (terraform-aws-wandb sets 14): "
+        f"aws rds modify-db-cluster --db-cluster-identifier {namespace} --backup-retention-period 14",
+    )
+
+
+def _managed_master_password(cluster: dict[str, Any]) -> PostureItem:
+    secret = cluster.get("MasterUserSecret")
+    if secret:
+        return _item(
+            "aurora.master_password_managed",
+            Status.OK,
+            f"the master password is managed by RDS in Secrets Manager ({secret.get('SecretArn', 'secret')})",
+        )
+    return _item(
+        "aurora.master_password_managed",
+        Status.WARN,
+        "the master password is set by terraform and stored in its state, not managed by RDS",
+        "let RDS manage and rotate the master password (manage_master_user_password = true), "
+        "and move W&B onto a dedicated application user (onboarding, docs/rotation.md)",
+    )
+
+
+def _storage_encryption(cluster: dict[str, Any]) -> PostureItem:
+    if cluster.get("StorageEncrypted"):
+        return _item("aurora.storage_encrypted", Status.OK, f"storage encrypted with {cluster.get('KmsKeyId', 'a KMS key')}")
+    return _item(
+        "aurora.storage_encrypted",
+        Status.FAIL,
+        "the cluster storage is not encrypted",
+        "an unencrypted cluster cannot be encrypted in place: copy a snapshot with a KMS key, "
+        "restore it and cut W&B over (docs/runbooks.md)",
+    )
+
+
+def _newest_snapshot(namespace: str, rds: Any, now: datetime) -> PostureItem:
+    newest: datetime | None = None
+    paginator = rds.get_paginator("describe_db_cluster_snapshots")
+    for page in paginator.paginate(DBClusterIdentifier=namespace, SnapshotType="manual"):
+        for snapshot in page["DBClusterSnapshots"]:
+            created = snapshot.get("SnapshotCreateTime")
+            if created is not None and (newest is None or created > newest):
+                newest = created
+    if newest is None:
+        return _item(
+            "aurora.newest_snapshot",
+            Status.WARN,
+            "no manual snapshot of the cluster: automated backups go when the cluster is deleted",
+            "run the database snapshot workflow on its daily schedule",
+        )
+    age = now - newest
+    evidence = f"newest manual snapshot is {_hours(age)} old"
+    if age <= SNAPSHOT_FRESH:
+        return _item("aurora.newest_snapshot", Status.OK, evidence)
+    status = Status.WARN if age <= SNAPSHOT_STALE else Status.FAIL
+    return _item(
+        "aurora.newest_snapshot",
+        status,
+        evidence,
+        "check the database snapshot workflow's recent executions in the Step Functions console",
+    )
+
+
+# ---------------------------------------------------------------- S3
+
+
+def _bucket_items(bucket: str, s3: Any) -> list[PostureItem]:
+    def check() -> list[PostureItem]:
+        try:
+            versioning = s3.get_bucket_versioning(Bucket=bucket).get("Status", "Disabled")
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchBucket":
+                return [
+                    _item(
+                        "s3.bucket",
+                        Status.FAIL,
+                        f"bucket '{bucket}' does not exist",
+                        "set the stack parameter FileStorageBucketName to terraform output bucket_name",
+                    )
+                ]
+            raise
+        items = [_item("s3.bucket", Status.OK, f"bucket '{bucket}' exists")]
+        if versioning == "Enabled":
+            items.append(_item("s3.versioning", Status.OK, "versioning is enabled"))
+        else:
+            items.append(
+                _item(
+                    "s3.versioning",
+                    Status.WARN,
+                    f"versioning is {versioning.lower()} (terraform-aws-wandb default): an overwritten "
+                    "or deleted object cannot be recovered",
+                    f"enable versioning (aws s3api put-bucket-versioning --bucket {bucket} "
+                    "--versioning-configuration Status=Enabled) and keep the S3 replica sync running",
+                )
+            )
+        items += _guarded(
+            "s3.encryption",
+            "s3:GetEncryptionConfiguration",
+            bucket,
+            lambda: [_bucket_encryption(bucket, s3)],
+        )
+        return items
+
+    return _guarded("s3.bucket", "s3:GetBucketVersioning", bucket, check)
+
+
+def _bucket_encryption(bucket: str, s3: Any) -> PostureItem:
+    try:
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    except ClientError as exc:
+        if error_code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
+            raise
+        rules = []
+    defaults = [rule.get("ApplyServerSideEncryptionByDefault", {}) for rule in rules]
+    kms = [d for d in defaults if d.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse")]
+    if kms:
+        return _item(
+            "s3.encryption", Status.OK, f"default encryption SSE-KMS with {kms[0].get('KMSMasterKeyID', 'the AWS-managed key')}"
+        )
+    return _item(
+        "s3.encryption",
+        Status.WARN,
+        "default encryption is SSE-S3, not the W&B KMS key",
+        "set the bucket's default encryption to SSE-KMS with the W&B key (terraform-aws-wandb does this by default)",
+    )
+
+
+# ---------------------------------------------------------------- KMS
+
+
+def _key_items(key_arn: str, kms: Any) -> list[PostureItem]:
+    def check() -> list[PostureItem]:
+        try:
+            metadata = kms.describe_key(KeyId=key_arn)["KeyMetadata"]
+        except ClientError as exc:
+            if error_code(exc) == "NotFoundException":
+                return [
+                    _item(
+                        "kms.key",
+                        Status.FAIL,
+                        f"key {key_arn} does not exist",
+                        "set the stack parameter KmsKeyArn to terraform output kms_key_arn",
+                    )
+                ]
+            raise
+        state = metadata.get("KeyState", "unknown")
+        if state != "Enabled":
+            return [
+                _item(
+                    "kms.key",
+                    Status.FAIL,
+                    f"key {key_arn} is {state}: W&B data encrypted with it cannot be read",
+                    "enable the key (aws kms enable-key) or cancel its scheduled deletion (aws kms cancel-key-deletion)",
+                )
+            ]
+        items = [_item("kms.key", Status.OK, f"key {key_arn} is enabled")]
+        if metadata.get("KeyManager") == "AWS":
+            items.append(_item("kms.rotation", Status.OK, "AWS-managed key: AWS rotates it every year"))
+            return items
+        items += _guarded(
+            "kms.rotation",
+            "kms:GetKeyRotationStatus",
+            key_arn,
+            lambda: [_key_rotation(key_arn, kms)],
+        )
+        return items
+
+    return _guarded("kms.key", "kms:DescribeKey", key_arn, check)
+
+
+def _key_rotation(key_arn: str, kms: Any) -> PostureItem:
+    status = kms.get_key_rotation_status(KeyId=key_arn)
+    if status.get("KeyRotationEnabled"):
+        period = status.get("RotationPeriodInDays")
+        return _item(
+            "kms.rotation",
+            Status.OK,
+            "automatic rotation is on" + (f", every {period} days" if period else ""),
+        )
+    return _item(
+        "kms.rotation",
+        Status.FAIL,
+        "automatic rotation is off (terraform-aws-wandb creates the key with rotation off)",
+        f"aws kms enable-key-rotation --key-id {key_arn} (the key policy must allow it: by default only "
+        "the terraform caller may), or enable_key_rotation = true in terraform",
+    )
+
+
+# ---------------------------------------------------------------- credentials
+
+
+def _secret_items(secret_arn: str | None, secretsmanager: Any, now: datetime) -> list[PostureItem]:
+    if secret_arn is None:
+        return [
+            _item(
+                "credentials.application_user",
+                Status.WARN,
+                "no application database secret configured: W&B connects as the Aurora master user",
+                "run onboarding to give W&B a dedicated, rotatable user, then set the stack parameter DatabaseSecretArn",
+            )
+        ]
+
+    def check() -> list[PostureItem]:
+        secret = secretsmanager.describe_secret(SecretId=secret_arn)
+        if not secret.get("RotationEnabled"):
+            return [
+                _item(
+                    "credentials.rotation",
+                    Status.WARN,
+                    "rotation is not enabled on the application database secret",
+                    "enable the credential rotation workflow's schedule (docs/rotation.md)",
+                )
+            ]
+        last = secret.get("LastRotatedDate")
+        if last is None:
+            return [
+                _item(
+                    "credentials.rotation",
+                    Status.WARN,
+                    "rotation is enabled but has never run",
+                    "start the credential rotation workflow once by hand and watch it in the console",
+                )
+            ]
+        age = now - last
+        if age <= ROTATION_MAX_AGE:
+            return [_item("credentials.rotation", Status.OK, f"last rotated {_days(age)} ago")]
+        return [
+            _item(
+                "credentials.rotation",
+                Status.WARN,
+                f"last rotated {_days(age)} ago",
+                "check the credential rotation workflow's recent executions",
+            )
+        ]
+
+    return _guarded("credentials.rotation", "secretsmanager:DescribeSecret", secret_arn, check)
+
+
+def _hours(age: timedelta) -> str:
+    return f"{age.total_seconds() / 3600:.1f} h"
+
+
+def _days(age: timedelta) -> str:
+    return f"{age.days} days"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,28 @@
+"""Turn a raw event into a typed model, or an InvalidInputError that names each bad field."""
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from wandb_ops.errors import InvalidInputError
+
+
+def parse_event[ModelT: BaseModel](model: type[ModelT], event: Any) -> ModelT:
+    if not isinstance(event, dict):
+        raise InvalidInputError(
+            f"expected a JSON object as input, got {type(event).__name__}; "
+            f"see events/ for a valid example"
+        )
+    try:
+        return model.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidInputError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: the field path, what is wrong, never the offending value."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or "(input)"
+        problems.append(f"field '{field}': {error['msg']}")
+    return "invalid input: " + "; ".join(problems) + ". See events/ for a valid example."
