@@ -1,0 +1,86 @@
+"""Posture rules the emulator cannot stage: snapshot ages, access denied, disabled keys."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from wandb_ops.posture import PostureSources, Status, assess
+from wandb_ops.settings import DeploymentSettings
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+SETTINGS = DeploymentSettings("wandb", "wandb-file-storage-1a2b", "arn:aws:kms:us-east-1:1:key/k", "wandb", None, None)
+
+
+def _denied(operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": "AccessDeniedException", "Message": "denied"}}, operation)
+
+
+class FakeRds:
+    def __init__(self, snapshot_times: list[datetime]) -> None:
+        self.snapshot_times = snapshot_times
+
+    def describe_db_clusters(self, **_: Any) -> dict[str, Any]:
+        return {"DBClusters": [{"Status": "available", "DeletionProtection": True, "BackupRetentionPeriod": 14,
+                                "StorageEncrypted": True}]}
+
+    def get_paginator(self, _: str) -> "FakeRds":
+        return self
+
+    def paginate(self, **_: Any) -> list[dict[str, Any]]:
+        return [{"DBClusterSnapshots": [{"SnapshotCreateTime": t} for t in self.snapshot_times]}]
+
+
+class FakeS3:
+    def get_bucket_versioning(self, **_: Any) -> dict[str, Any]:
+        return {"Status": "Enabled"}
+
+    def get_bucket_encryption(self, **_: Any) -> dict[str, Any]:
+        raise _denied("GetBucketEncryption")
+
+
+class FakeKms:
+    def __init__(self, state: str = "Enabled", deny_rotation_status: bool = False) -> None:
+        self.state = state
+        self.deny_rotation_status = deny_rotation_status
+
+    def describe_key(self, **_: Any) -> dict[str, Any]:
+        return {"KeyMetadata": {"KeyState": self.state, "KeyManager": "CUSTOMER"}}
+
+    def get_key_rotation_status(self, **_: Any) -> dict[str, Any]:
+        if self.deny_rotation_status:
+            raise _denied("GetKeyRotationStatus")
+        return {"KeyRotationEnabled": True, "RotationPeriodInDays": 180}
+
+
+def _statuses(rds: Any = None, kms: Any = None) -> dict[str, Any]:
+    sources = PostureSources(rds=rds or FakeRds([]), s3=FakeS3(), kms=kms or FakeKms(), secretsmanager=None)
+    return {item.id: item for item in assess(SETTINGS, sources, NOW).items}
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [(timedelta(hours=3), Status.OK), (timedelta(hours=40), Status.WARN), (timedelta(days=5), Status.FAIL)],
+)
+def test_snapshot_age_thresholds(age: timedelta, expected: Status) -> None:
+    items = _statuses(rds=FakeRds([NOW - timedelta(days=30), NOW - age]))
+    assert items["aurora.newest_snapshot"].status is expected
+
+
+def test_access_denied_is_a_warning_that_names_the_permission() -> None:
+    items = _statuses(kms=FakeKms(deny_rotation_status=True))
+    assert items["kms.rotation"].status is Status.WARN
+    assert "kms:GetKeyRotationStatus" in items["kms.rotation"].fix
+    assert items["s3.encryption"].status is Status.WARN
+    assert "s3:GetEncryptionConfiguration" in items["s3.encryption"].fix
+
+
+def test_a_disabled_key_fails_and_stops_further_key_checks() -> None:
+    items = _statuses(kms=FakeKms(state="PendingDeletion"))
+    assert items["kms.key"].status is Status.FAIL and "cancel-key-deletion" in items["kms.key"].fix
+    assert "kms.rotation" not in items
+
+
+def test_rotation_period_is_reported() -> None:
+    assert "every 180 days" in _statuses()["kms.rotation"].evidence

@@ -1,0 +1,64 @@
+"""The posture state machine, end to end, from its real definition, against the emulator."""
+
+import json
+
+import boto3
+
+from tests.rig.local_cloud import LocalCloud
+from tests.rig.stack import DeployedStack
+from tests.rig.wandb_deployment import SimulatedWandb
+from tests.workflows.notifications import TopicInbox
+
+
+def test_findings_are_returned_and_published(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb) -> None:
+    inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
+    execution = cloud.run(stack.state_machine_arns["PostureStateMachine"], {"source": "console"})
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert execution.states_entered() == ["Assess", "AnyFindings", "PublishFindings", "Done"]
+    report = execution.output
+    assert report["summary"] == {"ok": 7, "warn": 4, "fail": 1}
+    [notification] = inbox.received()
+    assert notification.subject == "wandb-ops posture: 1 fail, 4 warn, 7 ok"
+    assert notification.message.splitlines()[0] == f"W&B deployment '{wandb.namespace}': 1 fail, 4 warn, 7 ok"
+    assert "[FAIL] kms.rotation" in notification.message
+
+
+def test_invalid_input_fails_the_run_and_notifies_the_reason(cloud: LocalCloud, stack: DeployedStack) -> None:
+    inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
+    execution = cloud.run(stack.state_machine_arns["PostureStateMachine"], {"source": "console", "force": True})
+    assert execution.status == "FAILED"
+    assert execution.error == "PostureReportFailed"
+    assert execution.states_entered() == ["Assess", "NotifyFailure", "Failed"]
+    [notification] = inbox.received()
+    assert notification.subject == "wandb-ops posture report failed"
+    assert "InvalidInputError" in notification.message and "field 'input.force'" in notification.message
+
+
+def test_the_failure_rule_matches_failed_executions_of_the_stack(stack: DeployedStack) -> None:
+    """moto neither emits Step Functions status events nor delivers rule targets to SNS: send
+    the events AWS would send, through the deployed rule, with its SNS target swapped for an SQS
+    queue carrying the same input transformer (SNS delivery itself is checked against the AWS docs)."""
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    rule_name = stack.physical_ids["WorkflowFailedRule"].split("|")[0]
+    [target] = events.list_targets_by_rule(Rule=rule_name)["Targets"]
+    assert target["Arn"] == stack.outputs["NotificationsTopicArn"]
+    queue_url = sqs.create_queue(QueueName="rule-probe")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.remove_targets(Rule=rule_name, Ids=[target["Id"]])
+    events.put_targets(Rule=rule_name, Targets=[{**target, "Arn": queue_arn}])
+
+    machine = stack.state_machine_arns["PostureStateMachine"]
+    execution_arn = machine.replace(":stateMachine:", ":execution:") + ":run-1"
+
+    def status_change(status: str, state_machine_arn: str = machine) -> dict[str, str]:
+        detail = {"status": status, "stateMachineArn": state_machine_arn, "executionArn": execution_arn}
+        return {"Source": "aws.states", "DetailType": "Step Functions Execution Status Change", "Detail": json.dumps(detail)}
+
+    foreign_machine = machine.replace("wandb-ops-posture", "someone-elses-machine")
+    events.put_events(Entries=[status_change("SUCCEEDED"), status_change("FAILED", foreign_machine)])
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue_url)
+    for status in ("FAILED", "TIMED_OUT", "ABORTED"):
+        events.put_events(Entries=[status_change(status)])
+        [message] = sqs.receive_message(QueueUrl=queue_url)["Messages"]
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        assert f"ended {status}" in message["Body"] and execution_arn in message["Body"]
