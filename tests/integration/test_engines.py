@@ -30,8 +30,11 @@ def test_a_user_requiring_x509_logs_in_only_with_a_verified_tls_session(mysql_en
     with pytest.raises(pymysql.err.OperationalError) as refused:
         mysql_engine.connect(user="rig_tls", password="RigTls0penSesame", ssl_disabled=True).close()
     assert refused.value.args[0] in (1045, 2061, 3159)
-    with mysql_engine.connect(
-        user="rig_tls", password="RigTls0penSesame", ssl_ca=str(mysql_engine.ca_path), ssl_verify_cert=True
-    ) as conn, conn.cursor() as cursor:
+    with (
+        mysql_engine.connect(
+            user="rig_tls", password="RigTls0penSesame", ssl_ca=str(mysql_engine.ca_path), ssl_verify_cert=True
+        ) as conn,
+        conn.cursor() as cursor,
+    ):
         cursor.execute("SELECT CURRENT_USER()")
         assert cursor.fetchone()[0] == "rig_tls@%"

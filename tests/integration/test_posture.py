@@ -20,7 +20,10 @@ def _assess(wandb: SimulatedWandb, secret_arn: str | None = None) -> PostureRepo
         database_secret_arn=secret_arn,
     )
     sources = PostureSources(
-        rds=boto3.client("rds"), s3=boto3.client("s3"), kms=boto3.client("kms"), secretsmanager=boto3.client("secretsmanager")
+        rds=boto3.client("rds"),
+        s3=boto3.client("s3"),
+        kms=boto3.client("kms"),
+        secretsmanager=boto3.client("secretsmanager"),
     )
     return assess(settings, sources, datetime.now(UTC))
 

@@ -102,9 +102,7 @@ def _write_test_certificates(directory: Path) -> None:
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=30))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
         .sign(ca_key, hashes.SHA256())
@@ -113,9 +111,7 @@ def _write_test_certificates(directory: Path) -> None:
     key_format = serialization.PrivateFormat.TraditionalOpenSSL
     (directory / "ca.pem").write_bytes(ca_cert.public_bytes(pem))
     (directory / "server-cert.pem").write_bytes(server_cert.public_bytes(pem))
-    (directory / "server-key.pem").write_bytes(
-        server_key.private_bytes(pem, key_format, serialization.NoEncryption())
-    )
+    (directory / "server-key.pem").write_bytes(server_key.private_bytes(pem, key_format, serialization.NoEncryption()))
 
 
 def _wait_until_ready(engine: Engine, log_path: Path) -> Engine:

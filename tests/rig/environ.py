@@ -57,5 +57,5 @@ def install() -> InvocationEnviron:
     if isinstance(os.environ, InvocationEnviron):
         return os.environ
     environ = InvocationEnviron(os.environ)
-    os.environ = environ  # type: ignore[assignment]
+    os.environ = environ  # type: ignore[assignment]  # noqa: B003 - replacing the mapping is the point
     return environ

@@ -7,6 +7,7 @@ Lambda context, instead of moto's Docker path.
 import importlib.util
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -107,7 +108,7 @@ class LocalLambdaRuntime:
         for layer_dir in self._layer_dirs:
             if str(layer_dir) not in sys.path:
                 sys.path.insert(0, str(layer_dir))
-        from wandb_ops.observability import SERVICE  # the layer is importable only from here on
+        from wandb_ops.observability import SERVICE  # noqa: PLC0415 - the layer is on sys.path only from here on
 
         # Powertools' logger does not propagate to the root logger: listen on it directly.
         logging.getLogger(SERVICE).addHandler(self._capture)
@@ -117,6 +118,16 @@ class LocalLambdaRuntime:
             return runtime.invoke(fn, event)
 
         LambdaFunction._invoke_lambda = invoke  # type: ignore[method-assign,assignment]
+
+    def mute_function_output(self) -> None:
+        """Stop handlers' log lines and EMF metrics reaching stdout (the demo's report stays
+        readable); each invocation still records its log lines."""
+        from wandb_ops.observability import SERVICE  # noqa: PLC0415 - the layer is on sys.path only after install()
+
+        for handler in logging.getLogger(SERVICE).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
+        self._environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 
     def invocations_of(self, logical_id: str) -> list[Invocation]:
         return [i for i in self.invocations if i.logical_id == logical_id]

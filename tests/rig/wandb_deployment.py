@@ -188,6 +188,8 @@ def terraform_apply(namespace: str, bucket: str, key_arn: str, password: str) ->
         command = [terraform, "apply", "-auto-approve", "-input=false", "-no-color"]
         command += [f"-var={name}={value}" for name, value in variables.items()]
         env = {"TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1", "PATH": "/usr/bin:/bin"}
-        subprocess.run([terraform, "init", "-input=false", "-no-color"], cwd=workdir, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [terraform, "init", "-input=false", "-no-color"], cwd=workdir, env=env, check=True, capture_output=True
+        )
         subprocess.run(command, cwd=workdir, env=env, check=True, capture_output=True)
         return Path(workdir, "terraform.tfstate").read_bytes()

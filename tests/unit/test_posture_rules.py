@@ -22,8 +22,16 @@ class FakeRds:
         self.snapshot_times = snapshot_times
 
     def describe_db_clusters(self, **_: Any) -> dict[str, Any]:
-        return {"DBClusters": [{"Status": "available", "DeletionProtection": True, "BackupRetentionPeriod": 14,
-                                "StorageEncrypted": True}]}
+        return {
+            "DBClusters": [
+                {
+                    "Status": "available",
+                    "DeletionProtection": True,
+                    "BackupRetentionPeriod": 14,
+                    "StorageEncrypted": True,
+                }
+            ]
+        }
 
     def get_paginator(self, _: str) -> "FakeRds":
         return self

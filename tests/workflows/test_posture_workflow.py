@@ -52,7 +52,11 @@ def test_the_failure_rule_matches_failed_executions_of_the_stack(stack: Deployed
 
     def status_change(status: str, state_machine_arn: str = machine) -> dict[str, str]:
         detail = {"status": status, "stateMachineArn": state_machine_arn, "executionArn": execution_arn}
-        return {"Source": "aws.states", "DetailType": "Step Functions Execution Status Change", "Detail": json.dumps(detail)}
+        return {
+            "Source": "aws.states",
+            "DetailType": "Step Functions Execution Status Change",
+            "Detail": json.dumps(detail),
+        }
 
     foreign_machine = machine.replace("wandb-ops-posture", "someone-elses-machine")
     events.put_events(Entries=[status_change("SUCCEEDED"), status_change("FAILED", foreign_machine)])

@@ -114,9 +114,7 @@ def _denied(item_id: str, action: str, resource: str) -> PostureItem:
     )
 
 
-def _guarded(
-    item_id: str, action: str, resource: str, check: Callable[[], list[PostureItem]]
-) -> list[PostureItem]:
+def _guarded(item_id: str, action: str, resource: str, check: Callable[[], list[PostureItem]]) -> list[PostureItem]:
     try:
         return check()
     except ClientError as exc:
@@ -205,7 +203,9 @@ def _managed_master_password(cluster: dict[str, Any]) -> PostureItem:
 
 def _storage_encryption(cluster: dict[str, Any]) -> PostureItem:
     if cluster.get("StorageEncrypted"):
-        return _item("aurora.storage_encrypted", Status.OK, f"storage encrypted with {cluster.get('KmsKeyId', 'a KMS key')}")
+        return _item(
+            "aurora.storage_encrypted", Status.OK, f"storage encrypted with {cluster.get('KmsKeyId', 'a KMS key')}"
+        )
     return _item(
         "aurora.storage_encrypted",
         Status.FAIL,
@@ -297,7 +297,9 @@ def _bucket_encryption(bucket: str, s3: Any) -> PostureItem:
     kms = [d for d in defaults if d.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse")]
     if kms:
         return _item(
-            "s3.encryption", Status.OK, f"default encryption SSE-KMS with {kms[0].get('KMSMasterKeyID', 'the AWS-managed key')}"
+            "s3.encryption",
+            Status.OK,
+            f"default encryption SSE-KMS with {kms[0].get('KMSMasterKeyID', 'the AWS-managed key')}",
         )
     return _item(
         "s3.encryption",
@@ -332,7 +334,8 @@ def _key_items(key_arn: str, kms: Any) -> list[PostureItem]:
                     "kms.key",
                     Status.FAIL,
                     f"key {key_arn} is {state}: W&B data encrypted with it cannot be read",
-                    "enable the key (aws kms enable-key) or cancel its scheduled deletion (aws kms cancel-key-deletion)",
+                    "enable the key (aws kms enable-key) or cancel its scheduled deletion "
+                    "(aws kms cancel-key-deletion)",
                 )
             ]
         items = [_item("kms.key", Status.OK, f"key {key_arn} is enabled")]
@@ -378,7 +381,8 @@ def _secret_items(secret_arn: str | None, secretsmanager: Any, now: datetime) ->
                 "credentials.application_user",
                 Status.WARN,
                 "no application database secret configured: W&B connects as the Aurora master user",
-                "run onboarding to give W&B a dedicated, rotatable user, then set the stack parameter DatabaseSecretArn",
+                "run onboarding to give W&B a dedicated, rotatable user, "
+                "then set the stack parameter DatabaseSecretArn",
             )
         ]
 

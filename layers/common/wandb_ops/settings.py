@@ -5,8 +5,8 @@ handler, and pass the result down (domain code never reads the environment).
 """
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from wandb_ops.errors import ConfigurationError
 

@@ -10,8 +10,7 @@ from wandb_ops.errors import InvalidInputError
 def parse_event[ModelT: BaseModel](model: type[ModelT], event: Any) -> ModelT:
     if not isinstance(event, dict):
         raise InvalidInputError(
-            f"expected a JSON object as input, got {type(event).__name__}; "
-            f"see events/ for a valid example"
+            f"expected a JSON object as input, got {type(event).__name__}; see events/ for a valid example"
         )
     try:
         return model.model_validate(event)
