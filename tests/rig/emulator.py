@@ -8,7 +8,9 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 
+import boto3
 import requests
 from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
@@ -39,6 +41,15 @@ class Emulator:
         self.server.stop()
 
 
+def _copy_checksum_as_moto_expects(params: dict[str, Any], **_: Any) -> None:
+    """moto refuses a CopyObject into an Object Lock bucket unless it carries the header the SDK
+    sends for PutObject checksums (x-amz-sdk-checksum-algorithm); botocore sends CopyObject's
+    ChecksumAlgorithm as x-amz-checksum-algorithm, which S3 accepts. Mirror it, in the rig only."""
+    algorithm = params["headers"].get("x-amz-checksum-algorithm")
+    if algorithm:
+        params["headers"]["x-amz-sdk-checksum-algorithm"] = algorithm
+
+
 def start_emulator(region: str = REGION) -> Emulator:
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -57,6 +68,8 @@ def start_emulator(region: str = REGION) -> Emulator:
         os.environ.pop(name, None)
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request drowns the output
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("before-call.s3.CopyObject", _copy_checksum_as_moto_expects)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return Emulator(server=server, endpoint=endpoint, region=region)

@@ -2,6 +2,7 @@
 
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,11 @@ class LocalCloud:
     def run(self, state_machine_arn: str, workflow_input: dict[str, Any], timeout_s: float = 120) -> Execution:
         """Start an execution and wait for it to end; the interpreter runs it in the background."""
         sfn = boto3.client("stepfunctions", region_name=self.emulator.region)
-        arn = sfn.start_execution(stateMachineArn=state_machine_arn, input=json.dumps(workflow_input))["executionArn"]
+        # moto names every unnamed execution "None": a second one would collide, so name each.
+        name = f"run-{uuid.uuid4().hex[:12]}"
+        arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(workflow_input))[
+            "executionArn"
+        ]
         deadline = time.monotonic() + timeout_s
         while True:
             described = sfn.describe_execution(executionArn=arn)

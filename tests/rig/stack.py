@@ -6,8 +6,14 @@ moto's CloudFormation creates the functions (with their environment), roles,
 topics, keys and rules. moto keeps the state machines it creates away from its
 interpreter and ignores DefinitionSubstitutions, so the rig records each state
 machine's resolved properties during stack creation and creates it again in the
-interpreter with the substitutions applied. Schedules (AWS::Scheduler::Schedule)
-are skipped by moto: they never fire in the emulator.
+interpreter with the substitutions applied. moto's CloudFormation also applies only
+the encryption and tags of an AWS::S3::Bucket and has no AWS::S3::BucketPolicy: the rig
+applies the rest of each bucket's resolved properties (versioning, Object Lock, public
+access block, ownership, lifecycle, EventBridge notifications) with the S3 API, as
+CloudFormation would. Bucket policies are resolved and recorded (DeployedStack.bucket_policies)
+but not applied: moto enforces a bucket policy's Deny statements while ignoring their
+conditions, so a TLS-only or named-readers policy would deny every request. Schedules (AWS::Scheduler::Schedule) and SNS
+topic policies are skipped by moto: schedules never fire in the emulator.
 """
 
 import copy
@@ -22,6 +28,9 @@ from typing import Any
 
 import boto3
 from cfnlint.decode import cfn_yaml
+from moto.cloudformation import parsing as cfn_parsing
+from moto.core.common_models import CloudFormationModel
+from moto.s3.models import FakeBucket
 from moto.stepfunctions.models import StateMachine as MotoStateMachine
 from samtranslator.translator.transform import transform
 
@@ -55,6 +64,92 @@ def substitute(definition: str, substitutions: dict[str, Any]) -> str:
     return _SUBSTITUTION.sub(replace, definition)
 
 
+# Resolved bucket policy documents by bucket name, as CloudFormation would have applied them.
+RESOLVED_BUCKET_POLICIES: dict[str, dict[str, Any]] = {}
+
+
+class _BucketPolicy(CloudFormationModel):
+    """AWS::S3::BucketPolicy for moto's CloudFormation: resolved and recorded, not applied (see above)."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::S3::BucketPolicy"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.bucket
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> "_BucketPolicy":
+        properties = cloudformation_json["Properties"]
+        RESOLVED_BUCKET_POLICIES[properties["Bucket"]] = copy.deepcopy(properties["PolicyDocument"])
+        return cls(properties["Bucket"])
+
+
+# moto caches its list of CloudFormation models: let it see the one above.
+for _cached in (cfn_parsing.get_model_list, cfn_parsing.get_model_map, cfn_parsing.get_name_type_map):
+    _cached.cache_clear()
+
+
+def _apply_bucket_properties(s3: Any, bucket: str, properties: dict[str, Any]) -> None:
+    """The AWS::S3::Bucket properties moto's CloudFormation ignores, through the S3 API."""
+    if properties.get("VersioningConfiguration"):
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration=properties["VersioningConfiguration"])
+    if properties.get("ObjectLockEnabled"):
+        lock = dict(properties.get("ObjectLockConfiguration") or {"ObjectLockEnabled": "Enabled"})
+        retention = lock.get("Rule", {}).get("DefaultRetention")
+        if retention:
+            lock["Rule"] = {
+                "DefaultRetention": {k: (int(v) if k in ("Days", "Years") else v) for k, v in retention.items()}
+            }
+        s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration=lock)
+    if properties.get("PublicAccessBlockConfiguration"):
+        s3.put_public_access_block(
+            Bucket=bucket, PublicAccessBlockConfiguration=properties["PublicAccessBlockConfiguration"]
+        )
+    if properties.get("OwnershipControls"):
+        s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=properties["OwnershipControls"])
+    lifecycle_rules = properties.get("LifecycleConfiguration", {}).get("Rules", [])
+    if lifecycle_rules:
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration={"Rules": [_lifecycle_rule(rule) for rule in lifecycle_rules]}
+        )
+    eventbridge = properties.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {})
+    if eventbridge.get("EventBridgeEnabled") in (True, "true"):
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's lifecycle rule shape, in the S3 API's."""
+    converted: dict[str, Any] = {
+        "ID": rule.get("Id", "rule"),
+        "Status": rule["Status"],
+        "Filter": {"Prefix": rule.get("Prefix", "")},
+    }
+    if "NoncurrentVersionExpiration" in rule:
+        converted["NoncurrentVersionExpiration"] = {
+            "NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])
+        }
+    if "AbortIncompleteMultipartUpload" in rule:
+        converted["AbortIncompleteMultipartUpload"] = {
+            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        }
+    if "ExpirationInDays" in rule:
+        converted["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    return converted
+
+
 def _zip_directory(directory: Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -81,7 +176,9 @@ class StackDeployer:
         self._runtime = runtime
         self._region = region
         self._recorded_machines: dict[str, dict[str, Any]] = {}
+        self._recorded_buckets: dict[str, dict[str, Any]] = {}
         self._record_state_machines()
+        self._record_buckets()
 
     def _record_state_machines(self) -> None:
         original = MotoStateMachine.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
@@ -93,6 +190,17 @@ class StackDeployer:
             return original(cls, resource_name, cloudformation_json, *args, **kwargs)
 
         MotoStateMachine.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
+
+    def _record_buckets(self) -> None:
+        original = FakeBucket.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+        recorded = self._recorded_buckets
+
+        def create(cls: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any) -> Any:
+            bucket = original(cls, resource_name, cloudformation_json, *args, **kwargs)
+            recorded[bucket.name] = copy.deepcopy(cloudformation_json.get("Properties", {}))
+            return bucket
+
+        FakeBucket.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
 
     def deploy(self, stack_name: str, parameters: dict[str, str], template_path: Path = TEMPLATE_PATH) -> DeployedStack:
         sam_template = load_template(template_path)
@@ -116,6 +224,11 @@ class StackDeployer:
             if "PhysicalResourceId" in r  # moto lists the types it skipped without one
         }
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        s3 = boto3.client("s3", region_name=self._region)
+        for logical_id, resource in cfn_template["Resources"].items():
+            if resource["Type"] == "AWS::S3::Bucket" and logical_id in physical_ids:
+                bucket = physical_ids[logical_id]
+                _apply_bucket_properties(s3, bucket, self._recorded_buckets.get(bucket, {}))
         self._register_functions(sam_template, template_path.parent, physical_ids)
         machines = self._create_state_machines(sam_template, physical_ids)
         return DeployedStack(stack_name, outputs, physical_ids, machines, sam_template)

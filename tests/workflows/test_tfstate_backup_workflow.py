@@ -1,0 +1,361 @@
+"""The terraform state backup workflow end to end: real `terraform apply` runs writing
+to the emulator's S3 (backend) or uploaded to the intake prefix, the real definition
+in the interpreter, the real handler for every task."""
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.rig.local_cloud import Execution, LocalCloud
+from tests.rig.stack import REPO_ROOT, RESOLVED_BUCKET_POLICIES, DeployedStack
+from tests.rig.terraform import TerraformProject
+from tests.rig.wandb_deployment import SimulatedWandb
+from tests.workflows.notifications import TopicInbox
+from wandb_ops.tfstate import list_backups, verify_backup
+
+BACKEND_BUCKET = "acme-terraform"
+BACKEND_KEY = "wandb/terraform.tfstate"
+PASSWORD = "tf-generated-Pa55word"  # what the state holds; must never leave it
+
+
+@pytest.fixture
+def tf_stack(cloud: LocalCloud, wandb: SimulatedWandb) -> DeployedStack:
+    boto3.client("s3").create_bucket(Bucket=BACKEND_BUCKET)
+    return cloud.deploy({**wandb.stack_parameters(), "TfStateBucketName": BACKEND_BUCKET, "TfStateKey": BACKEND_KEY})
+
+
+@pytest.fixture
+def backend_project(cloud: LocalCloud) -> Iterator[TerraformProject]:
+    project = TerraformProject({"bucket": BACKEND_BUCKET, "key": BACKEND_KEY}, cloud.emulator.endpoint)
+    yield project
+    project.close()
+
+
+@pytest.fixture
+def local_project() -> Iterator[TerraformProject]:
+    project = TerraformProject()
+    yield project
+    project.close()
+
+
+def _backup_bucket(stack: DeployedStack) -> str:
+    return stack.outputs["TfStateBackupBucketName"]
+
+
+def _run(cloud: LocalCloud, stack: DeployedStack, bucket: str, key: str) -> Execution:
+    execution = cloud.run(
+        stack.state_machine_arns["TfStateBackupStateMachine"], {"bucket": bucket, "key": key, "source": "test"}
+    )
+    assert execution.status == "SUCCEEDED", execution.cause
+    return execution
+
+
+def _upload(stack: DeployedStack, body: bytes, workspace: str = "wandb-prod") -> str:
+    key = f"intake/{workspace}/terraform.tfstate"
+    boto3.client("s3").put_object(Bucket=_backup_bucket(stack), Key=key, Body=body)
+    return key
+
+
+def _outcomes(execution: Execution) -> list[tuple[str, Any]]:
+    return [(r["outcome"], r["anomaly"]) for r in execution.output["results"]]
+
+
+def _assert_no_secret_escaped(cloud: LocalCloud, executions: list[Execution], inbox: TopicInbox | None = None) -> None:
+    for invocation in cloud.runtime.invocations:
+        assert PASSWORD not in json.dumps(invocation.result)
+        assert all(PASSWORD not in line for line in invocation.log_lines)
+    for execution in executions:
+        assert PASSWORD not in json.dumps(execution.history, default=str)
+    if inbox:
+        assert all(PASSWORD not in n.message for n in inbox.received())
+
+
+def test_every_apply_is_backed_up_once_in_serial_order(
+    cloud: LocalCloud, tf_stack: DeployedStack, backend_project: TerraformProject
+) -> None:
+    executions = []
+    for revision in (1, 2, 3, 4):
+        backend_project.apply(revision)
+        executions.append(_run(cloud, tf_stack, BACKEND_BUCKET, BACKEND_KEY))
+    assert [_outcomes(e) for e in executions] == [[("stored", None)]] * 4
+    s3 = boto3.client("s3")
+    history = list_backups(s3, _backup_bucket(tf_stack), "backend/default")
+    assert [entry.serial for entry in history] == [0, 1, 2, 3]
+    assert len({entry.lineage for entry in history}) == 1
+    newest = json.loads(s3.get_object(Bucket=BACKEND_BUCKET, Key=BACKEND_KEY)["Body"].read())
+    assert verify_backup(s3, _backup_bucket(tf_stack), history[-1].key).serial == newest["serial"]
+    head = s3.head_object(Bucket=_backup_bucket(tf_stack), Key=history[-1].key)
+    assert head["ServerSideEncryption"] == "aws:kms"
+    _assert_no_secret_escaped(cloud, executions)
+
+
+def test_workspaces_have_their_own_history(
+    cloud: LocalCloud, tf_stack: DeployedStack, backend_project: TerraformProject
+) -> None:
+    backend_project.apply(1)
+    backend_project.workspace("staging")
+    backend_project.apply(1)
+    execution = cloud.run(stack_arn(tf_stack), {"sweep": True, "source": "test"})
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert sorted(r["workspace"] for r in execution.output["results"]) == ["backend/default", "backend/staging"]
+    again = cloud.run(stack_arn(tf_stack), {"sweep": True, "source": "test"})
+    assert _outcomes(again) == [("duplicate", None)] * 2
+
+
+def stack_arn(stack: DeployedStack) -> str:
+    return stack.state_machine_arns["TfStateBackupStateMachine"]
+
+
+def test_the_same_upload_twice_is_stored_once(
+    cloud: LocalCloud, tf_stack: DeployedStack, local_project: TerraformProject
+) -> None:
+    local_project.apply(1)
+    key = _upload(tf_stack, local_project.local_state())
+    first = _run(cloud, tf_stack, _backup_bucket(tf_stack), key)
+    key = _upload(tf_stack, local_project.local_state())
+    second = _run(cloud, tf_stack, _backup_bucket(tf_stack), key)
+    assert _outcomes(first) == [("stored", None)] and _outcomes(second) == [("duplicate", None)]
+    assert len(list_backups(boto3.client("s3"), _backup_bucket(tf_stack), "intake/wandb-prod")) == 1
+
+
+def _quarantined(stack: DeployedStack) -> list[str]:
+    listed = boto3.client("s3").list_objects_v2(Bucket=_backup_bucket(stack), Prefix="quarantine/")
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def test_anomalies_are_set_aside_and_notified_never_overwriting_history(
+    cloud: LocalCloud, tf_stack: DeployedStack, local_project: TerraformProject
+) -> None:
+    inbox = TopicInbox(tf_stack.outputs["NotificationsTopicArn"])
+    bucket = _backup_bucket(tf_stack)
+    states = []
+    for revision in (1, 2, 3):
+        local_project.apply(revision)
+        states.append(local_project.local_state())
+        _run(cloud, tf_stack, bucket, _upload(tf_stack, states[-1]))
+    history_before = list_backups(boto3.client("s3"), bucket, "intake/wandb-prod")
+    assert [e.serial for e in history_before] == [1, 2, 3]
+    assert inbox.received() == []
+
+    stale = _run(cloud, tf_stack, bucket, _upload(tf_stack, states[0]))
+    conflicting = json.loads(states[-1])
+    conflicting["outputs"]["revision"]["value"] = 99  # same serial, different content
+    conflict = _run(cloud, tf_stack, bucket, _upload(tf_stack, json.dumps(conflicting).encode()))
+    foreign_project = TerraformProject()
+    foreign_project.apply(7)
+    foreign = _run(cloud, tf_stack, bucket, _upload(tf_stack, foreign_project.local_state()))
+    foreign_project.close()
+    corrupt = _run(cloud, tf_stack, bucket, _upload(tf_stack, states[-1][: len(states[-1]) // 2]))
+    not_json = _run(cloud, tf_stack, bucket, _upload(tf_stack, b"<html>502 Bad Gateway</html>"))
+
+    assert _outcomes(stale) == [("anomaly", "serial_regressed")]
+    assert _outcomes(conflict) == [("anomaly", "serial_conflict")]
+    assert _outcomes(foreign) == [("anomaly", "new_lineage")]
+    assert _outcomes(corrupt) == [("anomaly", "invalid_state")]
+    assert _outcomes(not_json) == [("anomaly", "invalid_state")]
+    assert list_backups(boto3.client("s3"), bucket, "intake/wandb-prod") == history_before
+    assert len(_quarantined(tf_stack)) == 5
+    notifications = inbox.received()
+    assert [n.subject for n in notifications] == ["wandb-ops: terraform state backup anomaly"] * 5
+    assert "serial 1 is lower than the last backup's 3" in notifications[0].message
+    for execution in (stale, conflict, foreign, corrupt, not_json):
+        assert execution.states_entered()[-2:] == ["NotifyAnomalies", "Done"]
+    _assert_no_secret_escaped(cloud, [stale, conflict, foreign, corrupt, not_json])
+
+
+def test_an_emptied_state_is_stored_and_notified(
+    cloud: LocalCloud, tf_stack: DeployedStack, local_project: TerraformProject
+) -> None:
+    inbox = TopicInbox(tf_stack.outputs["NotificationsTopicArn"])
+    bucket = _backup_bucket(tf_stack)
+    local_project.apply(1)
+    populated = local_project.local_state_json()
+    # A state that manages resources (this offline configuration cannot create any itself).
+    populated["resources"] = [
+        {
+            "mode": "managed",
+            "type": "aws_rds_cluster",
+            "name": "default",
+            "provider": 'provider["registry.terraform.io/hashicorp/aws"]',
+            "instances": [],
+        }
+    ]
+    _run(cloud, tf_stack, bucket, _upload(tf_stack, json.dumps(populated).encode()))
+    local_project.apply(2)  # serial 2, no resources: what a destroy leaves
+    emptied = _run(cloud, tf_stack, bucket, _upload(tf_stack, local_project.local_state()))
+    assert _outcomes(emptied) == [("anomaly", "emptied")]
+    assert [e.serial for e in list_backups(boto3.client("s3"), bucket, "intake/wandb-prod")] == [1, 2]
+    [notification] = inbox.received()
+    assert "has no resources where serial 1 had some" in notification.message
+
+
+def test_lock_files_and_other_keys_are_ignored(cloud: LocalCloud, tf_stack: DeployedStack) -> None:
+    boto3.client("s3").put_object(Bucket=BACKEND_BUCKET, Key=f"{BACKEND_KEY}.tflock", Body=b'{"ID": "lock"}')
+    execution = _run(cloud, tf_stack, BACKEND_BUCKET, f"{BACKEND_KEY}.tflock")
+    assert execution.output["results"] == []
+    assert execution.output["ignored"] == [
+        {"key": f"{BACKEND_KEY}.tflock", "reason": "a lock file (.tflock), not a state"}
+    ]
+    assert cloud.runtime.invocations_of("TfStateBackupFunction")[0].event["action"] == "plan"
+    assert [i.event["action"] for i in cloud.runtime.invocations_of("TfStateBackupFunction")] == ["plan", "report"]
+
+
+def test_a_50_mb_state_is_backed_up_by_streaming(
+    cloud: LocalCloud, tf_stack: DeployedStack, local_project: TerraformProject
+) -> None:
+    local_project.apply(1)
+    state = local_project.local_state_json()
+    resource = {
+        "mode": "managed",
+        "type": "aws_s3_object",
+        "name": "artifact",
+        "instances": [{"attributes": {"body": "x" * 900}}],
+    }
+    state["resources"] = [resource] * 52_000
+    body = json.dumps(state).encode()
+    assert len(body) > 50 * 1024 * 1024
+    execution = _run(cloud, tf_stack, _backup_bucket(tf_stack), _upload(tf_stack, body))
+    [result] = execution.output["results"]
+    assert result["outcome"] == "stored" and result["size"] == len(body)
+    out = io.BytesIO()
+    summary = verify_backup(boto3.client("s3"), _backup_bucket(tf_stack), result["backup_key"], out=out)
+    assert out.getvalue() == body and summary.resources == 52_000
+
+
+def test_a_locked_backup_cannot_be_deleted(
+    cloud: LocalCloud, tf_stack: DeployedStack, local_project: TerraformProject
+) -> None:
+    local_project.apply(1)
+    execution = _run(cloud, tf_stack, _backup_bucket(tf_stack), _upload(tf_stack, local_project.local_state()))
+    key = execution.output["results"][0]["backup_key"]
+    s3 = boto3.client("s3")
+    head = s3.head_object(Bucket=_backup_bucket(tf_stack), Key=key)
+    assert head["ObjectLockMode"] == "GOVERNANCE"
+    with pytest.raises(ClientError) as refused:
+        s3.delete_object(Bucket=_backup_bucket(tf_stack), Key=key, VersionId=head["VersionId"])
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert s3.head_object(Bucket=_backup_bucket(tf_stack), Key=key, VersionId=head["VersionId"])["ContentLength"] > 0
+
+
+def test_backup_bucket_settings_after_deploy(tf_stack: DeployedStack) -> None:
+    s3, bucket = boto3.client("s3"), _backup_bucket(tf_stack)
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    lock = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    assert lock["ObjectLockEnabled"] == "Enabled"
+    retention = lock["Rule"]["DefaultRetention"]
+    assert (retention["Mode"], retention["Days"]) == ("GOVERNANCE", 30)
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+    [rule] = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    [lifecycle] = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] == 365
+    policy = RESOLVED_BUCKET_POLICIES[bucket]  # resolved by the stack, not applied by the rig (tests/rig/stack.py)
+    statements = {statement["Sid"]: statement for statement in policy["Statement"]}
+    assert statements["TlsOnly"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    readers = statements["OnlyNamedRolesReadStates"]["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+    assert len(readers) == 2 and all(":role/" in arn for arn in readers)
+    # EventBridge notifications are on: an intake upload emits an S3 event (moto labels it with a
+    # wrong detail-type, so the rule test below sends the documented "Object Created" shape itself).
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="s3-events-probe")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="s3-events-probe", EventPattern=json.dumps({"source": ["aws.s3"]}))
+    events.put_targets(Rule="s3-events-probe", Targets=[{"Id": "probe", "Arn": queue_arn}])
+    s3.put_object(Bucket=bucket, Key="intake/probe/terraform.tfstate", Body=b"{}")
+    received = [
+        json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    ]
+    assert [e["detail"]["object"]["key"] for e in received] == ["intake/probe/terraform.tfstate"]
+
+
+def test_restore_lists_and_verifies_then_the_script_fetches(
+    cloud: LocalCloud, tf_stack: DeployedStack, local_project: TerraformProject, tmp_path: Path
+) -> None:
+    for revision in (1, 2):
+        local_project.apply(revision)
+        _run(cloud, tf_stack, _backup_bucket(tf_stack), _upload(tf_stack, local_project.local_state()))
+    lambda_client = boto3.client("lambda")
+    function = tf_stack.function_name("TfStateRestoreFunction")
+    listed = json.loads(
+        lambda_client.invoke(FunctionName=function, Payload=json.dumps({"workspace": "intake/wandb-prod"}))[
+            "Payload"
+        ].read()
+    )
+    assert [b["serial"] for b in listed["backups"]] == [1, 2]
+    chosen = json.loads(
+        lambda_client.invoke(
+            FunctionName=function, Payload=json.dumps({"workspace": "intake/wandb-prod", "serial": 1})
+        )["Payload"].read()
+    )
+    assert chosen["verified"]["serial"] == 1 and chosen["verified"]["version_id"]
+    assert PASSWORD not in json.dumps(chosen)
+    missing = lambda_client.invoke(
+        FunctionName=function, Payload=json.dumps({"workspace": "intake/wandb-prod", "serial": 9})
+    )
+    assert json.loads(missing["Payload"].read())["errorType"] == "InvalidInputError"
+
+    from scripts.tfstate_restore import main as restore  # noqa: PLC0415 - the script, as an operator runs it
+
+    out = tmp_path / "terraform.tfstate"
+    assert (
+        restore(["fetch", "--bucket", _backup_bucket(tf_stack), "--key", chosen["verified"]["key"], "--out", str(out)])
+        == 0
+    )
+    assert json.loads(out.read_bytes())["serial"] == 1
+    assert out.stat().st_mode & 0o077 == 0
+    assert (
+        restore(["fetch", "--bucket", _backup_bucket(tf_stack), "--key", chosen["verified"]["key"], "--out", str(out)])
+        == 2
+    )
+
+
+def test_the_s3_event_rules_start_the_workflow_for_state_keys(tf_stack: DeployedStack) -> None:
+    """moto's EventBridge cannot deliver to Step Functions: send S3's events through the deployed
+    rules with their targets swapped for an SQS queue carrying the same input transformer."""
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="tfstate-rule-probe")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rules = [r for r in events.list_rules()["Rules"] if "TfStateBackupStateMachine" in r["Name"]]
+    assert len(rules) == 2  # intake and backend
+    for rule in rules:
+        [target] = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+        assert target["Arn"] == stack_arn(tf_stack)
+        events.remove_targets(Rule=rule["Name"], Ids=[target["Id"]])
+        probe = {key: value for key, value in target.items() if key != "RoleArn"}
+        events.put_targets(Rule=rule["Name"], Targets=[{**probe, "Arn": queue_arn}])
+
+    def object_created(bucket: str, key: str) -> dict[str, str]:
+        detail = {"bucket": {"name": bucket}, "object": {"key": key, "size": 10}}
+        return {"Source": "aws.s3", "DetailType": "Object Created", "Detail": json.dumps(detail)}
+
+    backup = _backup_bucket(tf_stack)
+    events.put_events(
+        Entries=[
+            object_created(BACKEND_BUCKET, f"{BACKEND_KEY}.tflock"),
+            object_created(BACKEND_BUCKET, "unrelated/file.txt"),
+            object_created(backup, "states/intake/x/000000000001-abc.tfstate"),
+        ]
+    )
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue_url)
+    for bucket, key in ((BACKEND_BUCKET, BACKEND_KEY), (backup, "intake/wandb-prod/terraform.tfstate")):
+        events.put_events(Entries=[object_created(bucket, key)])
+        [message] = sqs.receive_message(QueueUrl=queue_url)["Messages"]
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        assert json.loads(message["Body"]) == {"bucket": bucket, "key": key, "source": "event"}
+
+
+def test_the_events_in_the_repository_are_valid_inputs() -> None:
+    from wandb_ops.tfstate_restore import RestoreRequest  # noqa: PLC0415
+    from wandb_ops.tfstate_workflow import BackupRequest, TfStateTask  # noqa: PLC0415
+
+    events = REPO_ROOT / "events"
+    TfStateTask.model_validate(json.loads((events / "tfstate-backup.json").read_text()))
+    BackupRequest.model_validate(json.loads((events / "tfstate-backup-statemachine.json").read_text()))
+    BackupRequest.model_validate(json.loads((events / "tfstate-backup-object-statemachine.json").read_text()))
+    RestoreRequest.model_validate(json.loads((events / "tfstate-restore.json").read_text()))
