@@ -20,8 +20,10 @@ import boto3  # noqa: E402 - after the path setup above
 
 from tests.rig.local_cloud import Execution, LocalCloud, start_local_cloud  # noqa: E402
 from tests.rig.stack import DeployedStack  # noqa: E402
+from tests.rig.terraform import TerraformProject  # noqa: E402
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb  # noqa: E402
 from tests.workflows.notifications import TopicInbox  # noqa: E402
+from wandb_ops.tfstate import list_backups  # noqa: E402
 
 
 def heading(title: str) -> None:
@@ -68,7 +70,7 @@ def show_execution(name: str, execution: Execution, seconds: float) -> None:
         print(f"  error: {execution.error}: {execution.cause}")
 
 
-def run_posture(cloud: LocalCloud, stack: DeployedStack) -> None:
+def run_posture(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb) -> None:
     heading("Workflow: posture report")
     inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
     workflow_input = json.loads((REPO_ROOT / "events" / "posture-statemachine.json").read_text())
@@ -80,9 +82,49 @@ def run_posture(cloud: LocalCloud, stack: DeployedStack) -> None:
         print(textwrap.indent(notification.message, "  "))
 
 
+def run_tfstate_backup(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb) -> None:
+    heading("Workflow: terraform state backup")
+    assert wandb.tfstate_bucket and wandb.tfstate_key
+    arn = stack.state_machine_arns["TfStateBackupStateMachine"]
+    backup_bucket = stack.outputs["TfStateBackupBucketName"]
+    inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
+    s3 = boto3.client("s3")
+
+    def backup(bucket: str, key: str, what: str) -> None:
+        started = time.monotonic()
+        execution = cloud.run(arn, {"bucket": bucket, "key": key, "source": "demo"})
+        show_execution(what, execution, time.monotonic() - started)
+        for result in (execution.output or {}).get("results", []):
+            print(f"  {result['outcome']}: {result['detail']}")
+
+    backup(wandb.tfstate_bucket, wandb.tfstate_key, "the state the seeded apply wrote")
+    project = TerraformProject({"bucket": wandb.tfstate_bucket, "key": wandb.tfstate_key}, cloud.emulator.endpoint)
+    project.apply(revision=2, namespace=wandb.namespace)
+    backup(wandb.tfstate_bucket, wandb.tfstate_key, "after a second `terraform apply`")
+    stale = s3.get_object(Bucket=backup_bucket, Key=list_backups(s3, backup_bucket, "backend/default")[0].key)
+    s3.put_object(Bucket=wandb.tfstate_bucket, Key=wandb.tfstate_key, Body=stale["Body"].read())
+    backup(wandb.tfstate_bucket, wandb.tfstate_key, "after someone pushed an old state back")
+    local = TerraformProject()
+    local.apply(revision=1, namespace=wandb.namespace)
+    s3.put_object(Bucket=backup_bucket, Key="intake/wandb-dev/terraform.tfstate", Body=local.local_state())
+    backup(backup_bucket, "intake/wandb-dev/terraform.tfstate", "a local state uploaded to the intake prefix")
+    for project_dir in (project, local):
+        project_dir.close()
+    for notification in inbox.received():
+        print(f"Notification published: {notification.subject!r}")
+        print(textwrap.indent(notification.message, "  "))
+    listed = boto3.client("lambda").invoke(
+        FunctionName=stack.function_name("TfStateRestoreFunction"),
+        Payload=json.dumps({"workspace": "backend/default"}).encode(),
+    )
+    backups = json.loads(listed["Payload"].read())["backups"]
+    print("Restore helper lists backend/default: " + ", ".join(f"serial {b['serial']}" for b in backups))
+
+
 # Each workflow that exists, in the order a platform engineer would read about them.
-WORKFLOWS: dict[str, Callable[[LocalCloud, DeployedStack], None]] = {
+WORKFLOWS: dict[str, Callable[[LocalCloud, DeployedStack, SimulatedWandb], None]] = {
     "PostureStateMachine": run_posture,
+    "TfStateBackupStateMachine": run_tfstate_backup,
 }
 
 
@@ -101,7 +143,7 @@ def main() -> int:
         if missing:
             raise SystemExit(f"state machines without a demo step: {missing}")
         for run in WORKFLOWS.values():
-            run(cloud, stack)
+            run(cloud, stack, wandb)
         heading("Done")
         invocations = Counter(invocation.logical_id for invocation in cloud.runtime.invocations)
         print(f"Lambda invocations, each running the real handler: {dict(invocations)}")

