@@ -53,6 +53,28 @@ class Engine:
     def connect(self, user: str = "root", password: str = "", **kwargs: Any) -> "pymysql.connections.Connection[Any]":
         return pymysql.connect(host=self.host, port=self.port, user=user, password=password, **kwargs)
 
+    def issue_client_certificate(self, common_name: str) -> tuple[str, str]:
+        """A client certificate (PEM) and key signed by this engine's CA, subject /CN=<common_name>."""
+        ca_cert = x509.load_pem_x509_certificate(self.ca_path.read_bytes())
+        ca_key = serialization.load_pem_private_key((self.ca_path.parent / "ca-key.pem").read_bytes(), password=None)
+        assert isinstance(ca_key, rsa.RSAPrivateKey)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .sign(ca_key, hashes.SHA256())
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+        return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
@@ -110,6 +132,7 @@ def _write_test_certificates(directory: Path) -> None:
     pem = serialization.Encoding.PEM
     key_format = serialization.PrivateFormat.TraditionalOpenSSL
     (directory / "ca.pem").write_bytes(ca_cert.public_bytes(pem))
+    (directory / "ca-key.pem").write_bytes(ca_key.private_bytes(pem, key_format, serialization.NoEncryption()))
     (directory / "server-cert.pem").write_bytes(server_cert.public_bytes(pem))
     (directory / "server-key.pem").write_bytes(server_key.private_bytes(pem, key_format, serialization.NoEncryption()))
 

@@ -20,6 +20,8 @@ from types import ModuleType
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction
+from moto.secretsmanager.exceptions import InvalidRequestException
+from moto.secretsmanager.models import SecretsManagerBackend
 
 from tests.rig import environ
 
@@ -99,6 +101,7 @@ class LocalLambdaRuntime:
         self._capture = _InvocationLogCapture()
         self.invocations: list[Invocation] = []
         self._environ = environ.install()
+        self._rotating = threading.local()
 
     def register(self, function_name: str, source: FunctionSource) -> None:
         self._sources[function_name] = source
@@ -118,6 +121,23 @@ class LocalLambdaRuntime:
             return runtime.invoke(fn, event)
 
         LambdaFunction._invoke_lambda = invoke  # type: ignore[method-assign,assignment]
+        self._stop_rotation_at_a_failed_step()
+
+    def _stop_rotation_at_a_failed_step(self) -> None:
+        """Secrets Manager stops a rotation at the first failing step (AWSCURRENT stays, the pending
+        version stays staged); moto runs all four steps and moves AWSCURRENT regardless. Mark the
+        thread while moto rotates, and turn a failed step into the error that ends the rotation."""
+        original = SecretsManagerBackend.rotate_secret
+        rotating = self._rotating
+
+        def rotate_secret(backend: SecretsManagerBackend, *args: Any, **kwargs: Any) -> Any:
+            rotating.active = True
+            try:
+                return original(backend, *args, **kwargs)
+            finally:
+                rotating.active = False
+
+        SecretsManagerBackend.rotate_secret = rotate_secret  # type: ignore[method-assign,assignment]
 
     def mute_function_output(self) -> None:
         """Stop handlers' log lines and EMF metrics reaching stdout (the demo's report stays
@@ -187,6 +207,8 @@ class LocalLambdaRuntime:
         self.invocations.append(
             Invocation(fn.function_name, source.logical_id, event, result, error_type, tuple(log_lines))
         )
+        if error_type is not None and getattr(self._rotating, "active", False):
+            raise InvalidRequestException(f"rotation step {event.get('Step')} failed: {result['errorMessage']}")
         return body, error_type is not None, "\n".join(log_lines)
 
     def _handler(self, source: FunctionSource) -> HandlerFn:

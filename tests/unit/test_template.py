@@ -95,4 +95,10 @@ def test_iam_statements_name_their_actions(owner: str, statement: dict[str, Any]
             "xray:PutTelemetryRecords",
             "xray:GetSamplingRules",
             "xray:GetSamplingTargets",
+            "secretsmanager:GetRandomPassword",
+            "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
         }, f"{owner}: {json.dumps(actions)} on Resource '*'"

@@ -1,0 +1,51 @@
+"""Secrets Manager rotation function for the W&B MySQL user (multi-user: a new user per rotation)."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from wandb_ops import aws
+from wandb_ops.errors import ConfigurationError
+from wandb_ops.mysql_accounts import DEFAULT_CA_BUNDLE, Connector
+from wandb_ops.observability import logger, metrics, tracer
+from wandb_ops.rotation import RotationDeps, rotate
+from wandb_ops.validation import parse_event
+
+
+class RotationEvent(BaseModel):
+    """What Secrets Manager sends; it may add fields over time, so unknown ones are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    Step: str = Field(min_length=1)
+    SecretId: str = Field(min_length=1)
+    ClientRequestToken: str = Field(min_length=32, max_length=64)
+
+
+def _password_length() -> int:
+    raw = os.environ.get("ROTATION_PASSWORD_LENGTH", "32")
+    if not raw.isdigit() or not 16 <= int(raw) <= 128:
+        raise ConfigurationError(
+            "ROTATION_PASSWORD_LENGTH must be 16-128: set the stack parameter RotationPasswordLength"
+        )
+    return int(raw)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = parse_event(RotationEvent, event)
+    logger.append_keys(step=request.Step, secret=request.SecretId, version=request.ClientRequestToken)
+    deps = RotationDeps(
+        secretsmanager=aws.client("secretsmanager"),
+        connector=Connector(ca_bundle=Path(os.environ.get("DB_CA_BUNDLE") or DEFAULT_CA_BUNDLE)),
+        password_length=_password_length(),
+    )
+    with aws.throttling_as_retryable():
+        result = rotate(deps, request.Step, request.SecretId, request.ClientRequestToken)
+    logger.info("rotation step done", extra={"result": result})
+    return {"step": request.Step, "result": result}

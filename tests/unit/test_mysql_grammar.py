@@ -1,0 +1,111 @@
+"""SHOW GRANTS / SHOW CREATE USER parsing: re-targeting keeps everything but the grantee and the password."""
+
+import pytest
+
+from wandb_ops.mysql_grammar import GrammarError, parse_create_user, parse_grant_line, quote_account
+from wandb_ops.rotation import rotated_username
+
+NEW = quote_account("app_r1234abcd", "10.0.%")
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "GRANT SELECT (`name`, `to`), INSERT ON `wandb_local`.`runs` TO `app`@`10.0.%` WITH GRANT OPTION",
+            "GRANT SELECT (`name`, `to`), INSERT ON `wandb_local`.`runs` TO 'app_r1234abcd'@'10.0.%' WITH GRANT OPTION",
+        ),
+        (
+            "GRANT USAGE ON *.* TO `app`@`10.0.%` IDENTIFIED BY PASSWORD '*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19' "
+            "REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 10",
+            "GRANT USAGE ON *.* TO 'app_r1234abcd'@'10.0.%' REQUIRE SSL WITH MAX_QUERIES_PER_HOUR 10",
+        ),
+        (
+            "GRANT `r1`@`%`,`r2`@`%` TO `app`@`10.0.%` WITH ADMIN OPTION",
+            "GRANT `r1`@`%`,`r2`@`%` TO 'app_r1234abcd'@'10.0.%' WITH ADMIN OPTION",
+        ),
+        ("GRANT `reader` TO `app`@`10.0.%`", "GRANT `reader` TO 'app_r1234abcd'@'10.0.%'"),
+        ("REVOKE INSERT ON `mysql`.* FROM `app`@`10.0.%`", "REVOKE INSERT ON `mysql`.* FROM 'app_r1234abcd'@'10.0.%'"),
+        ("SET DEFAULT ROLE `reader` FOR `app`@`10.0.%`", "SET DEFAULT ROLE `reader` FOR 'app_r1234abcd'@'10.0.%'"),
+        (
+            "GRANT PROXY ON ''@'' TO 'app'@'10.0.%' WITH GRANT OPTION",
+            "GRANT PROXY ON ''@'' TO 'app_r1234abcd'@'10.0.%' WITH GRANT OPTION",
+        ),
+        (
+            "GRANT EXECUTE ON PROCEDURE `db`.`to` TO `app`@`10.0.%`",
+            "GRANT EXECUTE ON PROCEDURE `db`.`to` TO 'app_r1234abcd'@'10.0.%'",
+        ),
+        (
+            "GRANT BACKUP_ADMIN,SYSTEM_VARIABLES_ADMIN ON *.* TO `app`@`10.0.%`",
+            "GRANT BACKUP_ADMIN,SYSTEM_VARIABLES_ADMIN ON *.* TO 'app_r1234abcd'@'10.0.%'",
+        ),
+    ],
+    ids=[
+        "column-grant-option",
+        "mariadb-usage",
+        "mysql-roles",
+        "mariadb-role",
+        "partial-revoke",
+        "default-role",
+        "proxy",
+        "routine-named-to",
+        "dynamic",
+    ],
+)
+def test_grant_lines_are_retargeted_exactly(line: str, expected: str) -> None:
+    assert parse_grant_line(line).retarget(NEW) == expected
+
+
+def test_normalised_lines_of_two_users_compare_equal() -> None:
+    ours = parse_grant_line("GRANT USAGE ON *.* TO `app`@`%` IDENTIFIED BY PASSWORD '*AAA' REQUIRE X509")
+    theirs = parse_grant_line("GRANT USAGE ON *.* TO `app_r1`@`%` IDENTIFIED BY PASSWORD '*BBB' REQUIRE X509")
+    assert ours.normalized() == theirs.normalized() == "GRANT USAGE ON *.* TO ? REQUIRE X509"
+
+
+@pytest.mark.parametrize(
+    "line", ["", "SHOW GRANTS", "GRANT SELECT ON db.* TO `a`@`%`, `b`@`%` TO `c`@`%`", "GRANT SELECT ON `db.* TO x"]
+)
+def test_lines_that_are_not_understood_are_refused(line: str) -> None:
+    with pytest.raises(GrammarError):
+        parse_grant_line(line)
+
+
+def test_create_user_keeps_options_and_drops_the_password() -> None:
+    parsed = parse_create_user(
+        "CREATE USER `app`@`%` IDENTIFIED WITH 'caching_sha2_password' AS 0x2441243030352453 "
+        "DEFAULT ROLE `reader`@`%` REQUIRE SUBJECT '/CN=app  client' AND ISSUER '/CN=CA' "
+        "WITH MAX_QUERIES_PER_HOUR 10 PASSWORD EXPIRE DEFAULT ACCOUNT UNLOCK PASSWORD REQUIRE CURRENT DEFAULT"
+    )
+    assert parsed.plugin == "caching_sha2_password"
+    assert parsed.default_roles == "`reader`@`%`"
+    assert parsed.options == (
+        "REQUIRE SUBJECT '/CN=app  client' AND ISSUER '/CN=CA' WITH MAX_QUERIES_PER_HOUR 10 "
+        "PASSWORD EXPIRE DEFAULT ACCOUNT UNLOCK PASSWORD REQUIRE CURRENT DEFAULT"
+    )
+    assert "0x24" not in str(parsed)
+
+
+@pytest.mark.parametrize(
+    ("statement", "plugin", "options"),
+    [
+        ("CREATE USER `a`@`%` IDENTIFIED BY PASSWORD '*ABC' REQUIRE SSL", "mysql_native_password", "REQUIRE SSL"),
+        (
+            "CREATE USER `a`@`%` IDENTIFIED VIA ed25519 USING PASSWORD('x') PASSWORD EXPIRE NEVER",
+            "ed25519",
+            "PASSWORD EXPIRE NEVER",
+        ),
+        ("CREATE USER `a`@`localhost`", "mysql_native_password", ""),
+    ],
+)
+def test_mariadb_create_user_forms(statement: str, plugin: str, options: str) -> None:
+    parsed = parse_create_user(statement)
+    assert (parsed.plugin, parsed.options) == (plugin, options)
+
+
+def test_rotated_names_are_stable_short_and_derived_from_the_base() -> None:
+    first = rotated_username("wandb_application_user_long_name", "token-1")
+    assert first == rotated_username("wandb_application_user_long_name", "token-1")
+    assert len(first) == 32 and first.startswith("wandb_application_user")
+    second = rotated_username(first, "token-2")
+    assert second != first and second.startswith("wandb_application_user_") and len(second) == 32
+    assert rotated_username("app", "t").startswith("app_r")
