@@ -228,6 +228,17 @@ def test_rotation_creates_an_exact_clone_and_moves_awscurrent(cloud: LocalCloud,
     _assert_no_password_logged(cloud, current["password"], setup.app_password, MASTER_PASSWORD)
 
 
+def test_an_rds_managed_master_secret_with_only_credentials_is_enough(cloud: LocalCloud, setup: RotationSetup) -> None:
+    """RDS-managed master secrets hold only username and password; the server is the application user's."""
+    managed_master = boto3.client("secretsmanager").create_secret(
+        Name=f"wandb-ops/wandb/rds-managed-{uuid.uuid4().hex[:6]}",
+        SecretString=json.dumps({"username": "wandb_master", "password": MASTER_PASSWORD}),
+    )["ARN"]
+    arn = setup.create_app_secret(masterarn=managed_master)
+    setup.rotate(arn)
+    assert _differences(setup, setup.app_user, _secret(arn)["username"]) == []
+
+
 def test_rotating_twice_in_a_row_clones_the_clone(cloud: LocalCloud, setup: RotationSetup) -> None:
     arn = setup.create_app_secret()
     setup.rotate(arn)

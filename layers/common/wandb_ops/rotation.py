@@ -75,13 +75,15 @@ def rotate(deps: RotationDeps, step: str, secret_id: str, token: str) -> str:
 # ---------------------------------------------------------------- reading secrets
 
 
-def _load(deps: RotationDeps, secret_id: str, what: str, **version: str) -> DbSecret:
+def _load(
+    deps: RotationDeps, secret_id: str, what: str, defaults: dict[str, Any] | None = None, **version: str
+) -> DbSecret:
     try:
         raw = deps.secretsmanager.get_secret_value(SecretId=secret_id, **version)["SecretString"]
     except ClientError as exc:
         raise RotationError(f"cannot read the {what} secret {secret_id}: {error_code(exc)}") from None
     try:
-        return DbSecret.model_validate(json.loads(raw))
+        return DbSecret.model_validate({**(defaults or {}), **json.loads(raw)})
     except json.JSONDecodeError:
         raise RotationError(f"the {what} secret {secret_id} is not JSON") from None
     except ValidationError as exc:
@@ -102,7 +104,9 @@ def _master(deps: RotationDeps, secret_id: str, current: DbSecret) -> DbSecret:
             f"setSecret: secret {secret_id} has no 'masterarn': add the ARN of the secret of a user "
             "that may create users and grant (the Aurora master user)"
         )
-    return _load(deps, current.masterarn, "master", VersionStage="AWSCURRENT")
+    # An RDS-managed master secret holds only username and password: the server is the current user's.
+    server = {"engine": current.engine, "host": current.host, "port": current.port, "ssl": current.ssl}
+    return _load(deps, current.masterarn, "master", defaults=server, VersionStage="AWSCURRENT")
 
 
 def _mysql_error(step: str, action: str, exc: pymysql.MySQLError, *secrets: DbSecret) -> RotationError:
