@@ -10,7 +10,7 @@ interpreter with the substitutions applied. moto's CloudFormation also applies o
 the encryption and tags of an AWS::S3::Bucket and has no AWS::S3::BucketPolicy: the rig
 applies the rest of each bucket's resolved properties (versioning, Object Lock, public
 access block, ownership, lifecycle, EventBridge notifications) with the S3 API, as
-CloudFormation would. Bucket policies are resolved and recorded (DeployedStack.bucket_policies)
+CloudFormation would. Bucket policies are resolved and recorded (RESOLVED_BUCKET_POLICIES)
 but not applied: moto enforces a bucket policy's Deny statements while ignoring their
 conditions, so a TLS-only or named-readers policy would deny every request. Schedules (AWS::Scheduler::Schedule) and SNS
 topic policies are skipped by moto: schedules never fire in the emulator.
@@ -145,8 +145,6 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
         converted["AbortIncompleteMultipartUpload"] = {
             "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
         }
-    if "ExpirationInDays" in rule:
-        converted["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
     return converted
 
 
