@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 
+from tests.rig import rds
 from tests.rig.emulator import Emulator, start_emulator
 from tests.rig.lambda_runtime import LocalLambdaRuntime
 from tests.rig.stack import REPO_ROOT, TEMPLATE_PATH, DeployedStack, StackDeployer
@@ -70,6 +71,7 @@ class LocalCloud:
 
 def start_local_cloud() -> LocalCloud:
     emulator = start_emulator()
+    rds.install()
     runtime = LocalLambdaRuntime(LAYER_DIRS)
     runtime.install()
     return LocalCloud(emulator, runtime, StackDeployer(runtime, emulator.region))

@@ -96,6 +96,7 @@ def test_iam_statements_name_their_actions(owner: str, statement: dict[str, Any]
             "xray:GetSamplingRules",
             "xray:GetSamplingTargets",
             "secretsmanager:GetRandomPassword",
+            "rds:DescribeAccountAttributes",
             "ec2:CreateNetworkInterface",
             "ec2:DescribeNetworkInterfaces",
             "ec2:DeleteNetworkInterface",
