@@ -11,6 +11,7 @@ import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +24,7 @@ from tests.rig.stack import DeployedStack  # noqa: E402
 from tests.rig.terraform import TerraformProject  # noqa: E402
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb  # noqa: E402
 from tests.workflows.notifications import TopicInbox  # noqa: E402
+from wandb_ops.snapshots import format_slot, snapshot_identifier, snapshot_tags  # noqa: E402
 from wandb_ops.tfstate import list_backups  # noqa: E402
 
 
@@ -82,6 +84,53 @@ def run_posture(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb) 
         print(textwrap.indent(notification.message, "  "))
 
 
+def run_db_snapshot(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb) -> None:
+    heading("Workflow: database snapshot")
+    arn = stack.state_machine_arns["DbSnapshotStateMachine"]
+    rds = boto3.client("rds")
+    newest = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+    for day in range(1, 46):  # six weeks of earlier daily runs
+        slot = newest - timedelta(days=day)
+        rds.create_db_cluster_snapshot(
+            DBClusterIdentifier=wandb.namespace,
+            DBClusterSnapshotIdentifier=snapshot_identifier(wandb.namespace, slot),
+            Tags=snapshot_tags(wandb.namespace, slot),
+        )
+    rds.create_db_cluster_snapshot(DBClusterIdentifier=wandb.namespace, DBClusterSnapshotIdentifier="before-upgrade")
+    print("Seeded 45 earlier daily snapshots of wandb-ops and one manual snapshot of a person's (untagged).")
+    for label, workflow_input in (
+        ("dry run", {"slot": format_slot(newest), "dry_run": True, "source": "demo"}),
+        ("scheduled run", {"slot": format_slot(newest), "source": "demo"}),
+        ("the same slot again", {"slot": format_slot(newest), "source": "demo"}),
+    ):
+        started = time.monotonic()
+        execution = cloud.run(arn, workflow_input)
+        show_execution(label, execution, time.monotonic() - started)
+        output = execution.output or {}
+        source = output.get("retention", {}).get("source", {})
+        gone = source.get("would_delete", source.get("deleted", []))
+        verb = "would delete" if workflow_input.get("dry_run") else "deleted"
+        print(f"  snapshot {output.get('snapshot', {}).get('id')}, kept {source.get('kept')}, {verb} {len(gone)}")
+    left = rds.describe_db_cluster_snapshots(DBClusterIdentifier=wandb.namespace, SnapshotType="manual")
+    names = [s["DBClusterSnapshotIdentifier"] for s in left["DBClusterSnapshots"]]
+    print(f"Manual snapshots now: {len(names)} (the person's 'before-upgrade' kept: {'before-upgrade' in names})")
+
+
+def run_db_restore_check(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb) -> None:
+    heading("Workflow: monthly restore check (off by default)")
+    print("The emulator restores the snapshot but has no database server behind the copy, so the sanity")
+    print("query cannot connect here (the tests run it against real MySQL engines); watch the cleanup:")
+    inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
+    started = time.monotonic()
+    execution = cloud.run(stack.state_machine_arns["DbRestoreCheckStateMachine"], {"source": "demo"})
+    show_execution("restore check", execution, time.monotonic() - started)
+    for notification in inbox.received():
+        print(f"Notification published: {notification.subject!r}")
+        print(textwrap.indent(textwrap.shorten(notification.message, 240), "  "))
+    left = [c["DBClusterIdentifier"] for c in boto3.client("rds").describe_db_clusters()["DBClusters"]]
+    print(f"  temporary databases left behind: {[c for c in left if c.startswith('wandb-ops-check-')]}")
+
+
 def run_tfstate_backup(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb) -> None:
     heading("Workflow: terraform state backup")
     assert wandb.tfstate_bucket and wandb.tfstate_key
@@ -124,6 +173,8 @@ def run_tfstate_backup(cloud: LocalCloud, stack: DeployedStack, wandb: Simulated
 # Each workflow that exists, in the order a platform engineer would read about them.
 WORKFLOWS: dict[str, Callable[[LocalCloud, DeployedStack, SimulatedWandb], None]] = {
     "PostureStateMachine": run_posture,
+    "DbSnapshotStateMachine": run_db_snapshot,
+    "DbRestoreCheckStateMachine": run_db_restore_check,
     "TfStateBackupStateMachine": run_tfstate_backup,
 }
 
@@ -133,11 +184,11 @@ def main() -> int:
     cloud = start_local_cloud()
     cloud.runtime.mute_function_output()
     # moto names each template resource type it skips (schedules, topic policies); the rig documents them.
-    logging.getLogger("moto").setLevel(logging.ERROR)
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
     try:
         wandb = seed_wandb(objects=40, terraform_state=True)
         show_deployment(wandb)
-        stack = cloud.deploy(wandb.stack_parameters())
+        stack = cloud.deploy({**wandb.stack_parameters(), "MasterSecretArn": wandb.master_secret_arn})
         show_stack(stack)
         missing = sorted(set(stack.state_machine_arns) - set(WORKFLOWS))
         if missing:

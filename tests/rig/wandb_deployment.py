@@ -63,10 +63,12 @@ def _key_policy() -> str:
 
 def seed_wandb(
     namespace: str = "wandb",
+    *,
     region: str = "us-east-1",
     objects: int = 25,
     deletion_protection: bool = True,
     terraform_state: bool = False,
+    port: int = 3306,
 ) -> SimulatedWandb:
     kms = boto3.client("kms", region_name=region)
     key_arn = kms.create_key(Description=f"{namespace} W&B key", Policy=_key_policy())["KeyMetadata"]["Arn"]
@@ -86,6 +88,7 @@ def seed_wandb(
         KmsKeyId=key_arn,
         BackupRetentionPeriod=14,
         DeletionProtection=deletion_protection,
+        Port=port,
     )["DBCluster"]
     rds.create_db_instance(
         DBInstanceIdentifier=f"{namespace}-1",
@@ -101,7 +104,7 @@ def seed_wandb(
             {
                 "engine": "mysql",
                 "host": cluster["Endpoint"],
-                "port": 3306,
+                "port": port,
                 "username": "wandb",
                 "password": master_password,
                 "dbname": "wandb_local",

@@ -13,6 +13,7 @@ from typing import Any
 import pymysql
 from pydantic import BaseModel, ConfigDict, Field
 
+from wandb_ops.errors import ConfigurationError
 from wandb_ops.mysql_grammar import CreateUser, GrantLine, parse_create_user, parse_grant_line, quote_account
 
 DEFAULT_CA_BUNDLE = Path(__file__).parent / "certs" / "rds-ca-bundle.pem"
@@ -58,6 +59,11 @@ class Connector:
                 **kwargs,
             }
             if secret.ssl:
+                if not self.ca_bundle.is_file():
+                    raise ConfigurationError(
+                        f"CA bundle {self.ca_bundle} does not exist: "
+                        "unset DB_CA_BUNDLE to use the RDS bundle in the layer"
+                    )
                 options |= {"ssl_ca": str(self.ca_bundle), "ssl_verify_cert": True, "ssl_verify_identity": True}
                 if client_files:
                     options |= {"ssl_cert": client_files[0], "ssl_key": client_files[1]}

@@ -165,9 +165,13 @@ class Clients:
 
 
 def _poll(settings: SnapshotSettings, attempt: int) -> dict[str, Any]:
-    """Exponential backoff for the state machine's Wait state, and when to give up."""
-    wait = min(settings.poll_base_seconds * 2**attempt, settings.poll_max_seconds)
-    return {"attempt": attempt + 1, "wait_seconds": wait, "give_up": attempt + 1 >= settings.poll_max_attempts}
+    return backoff(attempt, settings.poll_base_seconds, settings.poll_max_seconds, settings.poll_max_attempts)
+
+
+def backoff(attempt: int, base_seconds: int, max_seconds: int, max_attempts: int) -> dict[str, Any]:
+    """Exponential backoff for a state machine's Wait state, and when to give up."""
+    wait = min(base_seconds * 2**attempt, max_seconds)
+    return {"attempt": attempt + 1, "wait_seconds": wait, "give_up": attempt + 1 >= max_attempts}
 
 
 def preflight(settings: SnapshotSettings, clients: Clients, task: PreflightTask, now: datetime) -> dict[str, Any]:
