@@ -273,7 +273,7 @@ def copy(settings: SnapshotSettings, clients: Clients, task: CopyTask) -> dict[s
     poll = _poll(settings, task.attempt)
     if api.get(clients.dr_rds, target) is not None:
         return {**poll, "started": True, "copy_id": target}
-    in_flight = [s for s in api.list_all_manual(clients.dr_rds) if s.status in IN_PROGRESS]
+    in_flight = [s for s in api.list_manual(clients.dr_rds) if s.status in IN_PROGRESS]
     if len(in_flight) >= MAX_CONCURRENT_CROSS_REGION_COPIES:
         if poll["give_up"]:
             raise SnapshotFailedError(

@@ -200,20 +200,15 @@ class SnapshotApi:
             raise
         return self._snapshot(found[0]) if found else None
 
-    def list_manual(self, rds: Any, source: str) -> list[Snapshot]:
+    def list_manual(self, rds: Any, source: str | None = None) -> list[Snapshot]:
+        """Manual snapshots of ``source``, or of every database of this kind in the region."""
         operation = "describe_db_cluster_snapshots" if self._cluster else "describe_db_snapshots"
         key = "DBClusterSnapshots" if self._cluster else "DBSnapshots"
-        identifier = {"DBClusterIdentifier": source} if self._cluster else {"DBInstanceIdentifier": source}
+        scope = {}
+        if source is not None:
+            scope = {"DBClusterIdentifier": source} if self._cluster else {"DBInstanceIdentifier": source}
         snapshots = []
-        for page in rds.get_paginator(operation).paginate(SnapshotType="manual", **identifier):
-            snapshots += [self._snapshot(item) for item in page[key]]
-        return snapshots
-
-    def list_all_manual(self, rds: Any) -> list[Snapshot]:
-        operation = "describe_db_cluster_snapshots" if self._cluster else "describe_db_snapshots"
-        key = "DBClusterSnapshots" if self._cluster else "DBSnapshots"
-        snapshots = []
-        for page in rds.get_paginator(operation).paginate(SnapshotType="manual"):
+        for page in rds.get_paginator(operation).paginate(SnapshotType="manual", **scope):
             snapshots += [self._snapshot(item) for item in page[key]]
         return snapshots
 
