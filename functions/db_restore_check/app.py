@@ -14,6 +14,7 @@ from wandb_ops.errors import ConfigurationError
 from wandb_ops.models import StrictModel
 from wandb_ops.mysql_accounts import DEFAULT_CA_BUNDLE, Connector, DbSecret
 from wandb_ops.observability import logger, metrics, tracer
+from wandb_ops.polling import backoff
 from wandb_ops.posture import utcnow
 from wandb_ops.restore_check import (
     RestoreCheckError,
@@ -24,7 +25,6 @@ from wandb_ops.restore_check import (
     run_query,
     start,
 )
-from wandb_ops.snapshot_workflow import backoff
 from wandb_ops.snapshots import SnapshotApi, format_slot
 from wandb_ops.validation import parse_event
 

@@ -11,6 +11,7 @@ from pydantic import Field, RootModel
 
 from wandb_ops.errors import ConfigurationError
 from wandb_ops.models import StrictModel
+from wandb_ops.polling import backoff
 from wandb_ops.snapshots import (
     IN_PROGRESS,
     MAX_CONCURRENT_CROSS_REGION_COPIES,
@@ -166,12 +167,6 @@ class Clients:
 
 def _poll(settings: SnapshotSettings, attempt: int) -> dict[str, Any]:
     return backoff(attempt, settings.poll_base_seconds, settings.poll_max_seconds, settings.poll_max_attempts)
-
-
-def backoff(attempt: int, base_seconds: int, max_seconds: int, max_attempts: int) -> dict[str, Any]:
-    """Exponential backoff for a state machine's Wait state, and when to give up."""
-    wait = min(base_seconds * 2**attempt, max_seconds)
-    return {"attempt": attempt + 1, "wait_seconds": wait, "give_up": attempt + 1 >= max_attempts}
 
 
 def preflight(settings: SnapshotSettings, clients: Clients, task: PreflightTask, now: datetime) -> dict[str, Any]:
