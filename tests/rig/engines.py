@@ -24,7 +24,7 @@ import pymysql
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.rig.emulator import free_port
 
@@ -98,11 +98,17 @@ def start_engine(name: str) -> Engine:
 # ---------------------------------------------------------------- TLS
 
 
-def _write_test_certificates(directory: Path) -> None:
-    """A CA and a server certificate for 127.0.0.1/localhost, so clients can verify the server."""
+def write_test_certificates(directory: Path) -> None:
+    """A CA and a server certificate for 127.0.0.1/localhost, so clients can verify the server.
+
+    They carry the extensions strict X.509 verification asks for (key usage, key identifiers), as
+    real CAs' do: Python 3.13's default TLS context (urllib3, the Kubernetes client) checks them."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wandb-ops test CA")])
+    ca_key_id = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    certificate_signing = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+    server_usage = x509.KeyUsage(True, False, True, False, False, False, False, False, False)
     ca_cert = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -112,6 +118,8 @@ def _write_test_certificates(directory: Path) -> None:
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(certificate_signing, critical=True)
+        .add_extension(ca_key_id, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -123,6 +131,11 @@ def _write_test_certificates(directory: Path) -> None:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(server_usage, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(server_key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_key_id), critical=False)
         .add_extension(
             x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
@@ -180,7 +193,7 @@ def _start_mariadb() -> Engine:
     workdir = Path(tempfile.mkdtemp(prefix="wandb-ops-mariadb-"))
     datadir = workdir / "data"
     log_path = workdir / "server.log"
-    _write_test_certificates(workdir)
+    write_test_certificates(workdir)
     _run(
         [
             install_db,
@@ -229,7 +242,7 @@ def _start_mysql9() -> Engine:
     workdir = MYSQL9_ROOTFS / inside.relative_to("/")
     workdir.mkdir()
     log_path = workdir / "server.log"
-    _write_test_certificates(workdir)
+    write_test_certificates(workdir)
     chroot = ["chroot", str(MYSQL9_ROOTFS), "mysqld", "--no-defaults"]
     _run(
         [*chroot, "--initialize-insecure", "--user=root", f"--datadir={inside / 'data'}"],
