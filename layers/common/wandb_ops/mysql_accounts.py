@@ -190,3 +190,49 @@ class AccountCloner:
             if source_options != target_options:
                 problems.append(f"@{host} account options differ: {source_options} vs {target_options}")
         return problems
+
+
+class AccountRetirer:
+    """Retires an account W&B no longer uses, as the master user: counts its sessions, finds what
+    it is the DEFINER of (those objects stop working without it), then drops or locks it."""
+
+    def __init__(self, connection: "pymysql.connections.Connection[Any]") -> None:
+        self._connection = connection
+
+    def _rows(self, statement: str, args: Any = None) -> list[tuple[Any, ...]]:
+        with self._connection.cursor() as cursor:
+            cursor.execute(statement, args)
+            return list(cursor.fetchall())
+
+    def hosts(self, user: str) -> list[str]:
+        return [str(row[0]) for row in self._rows("SELECT Host FROM mysql.user WHERE User = %s ORDER BY Host", (user,))]
+
+    def sessions(self, user: str) -> int:
+        rows = self._rows("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = %s", (user,))
+        return int(rows[0][0])
+
+    def definer_of(self, user: str) -> list[str]:
+        """Views, routines, triggers and events whose DEFINER is one of the user's accounts."""
+        definers = [f"{user}@{host}" for host in self.hosts(user)]
+        if not definers:
+            return []
+        marks = ", ".join(["%s"] * len(definers))
+        statement = " UNION ALL ".join(  # names are constants below; the definers are parameters
+            f"SELECT CONCAT('{kind} ', {schema}, '.', {name}) "  # noqa: S608 - constant identifiers only
+            f"FROM information_schema.{table} WHERE DEFINER IN ({marks})"
+            for kind, schema, name, table in (
+                ("view", "TABLE_SCHEMA", "TABLE_NAME", "VIEWS"),
+                ("routine", "ROUTINE_SCHEMA", "ROUTINE_NAME", "ROUTINES"),
+                ("trigger", "TRIGGER_SCHEMA", "TRIGGER_NAME", "TRIGGERS"),
+                ("event", "EVENT_SCHEMA", "EVENT_NAME", "EVENTS"),
+            )
+        )
+        return sorted(str(row[0]) for row in self._rows(statement, definers * 4))
+
+    def lock(self, user: str) -> None:
+        for host in self.hosts(user):
+            self._rows("ALTER USER %s@%s ACCOUNT LOCK", (user, host))
+
+    def drop(self, user: str) -> None:
+        for host in self.hosts(user):
+            self._rows("DROP USER IF EXISTS %s@%s", (user, host))

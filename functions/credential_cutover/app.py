@@ -1,0 +1,79 @@
+"""W&B credential cut-over: one step of the credential rotation workflow per call (per the task's action)."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from wandb_ops import aws
+from wandb_ops.cutover import (
+    Cutover,
+    CutoverDeps,
+    CutoverSettings,
+    CutoverTask,
+    PlanTask,
+    PollTask,
+    PreflightTask,
+    RetireTask,
+    SwitchTask,
+    report,
+    urllib3_http,
+)
+from wandb_ops.kubernetes_access import ClientKubernetesApi, KubernetesApi, describe_cluster, eks_token
+from wandb_ops.mysql_accounts import Connector
+from wandb_ops.observability import logger, metrics, tracer
+from wandb_ops.posture import utcnow
+from wandb_ops.validation import parse_event
+from wandb_ops.wandb_config import target_for
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    task = parse_event(CutoverTask, event).root
+    settings = CutoverSettings.from_env()
+    logger.append_keys(action=task.action, secret=settings.database_secret)
+    if not isinstance(task, PreflightTask | PlanTask | PollTask | SwitchTask | RetireTask):
+        result = report(task.outcome, task.run)
+        metrics.add_metric(name="RollbackFailed", unit=MetricUnit.Count, value=int(task.outcome == "rollback_failed"))
+        metrics.add_metric(name="CredentialsSwitched", unit=MetricUnit.Count, value=int(task.outcome == "switched"))
+        logger.info("report", extra={"outcome": task.outcome})
+        return result
+
+    def kubernetes() -> KubernetesApi:
+        endpoint = describe_cluster(aws.client("eks"), settings.eks_cluster_name)
+        return ClientKubernetesApi(endpoint, eks_token(aws.client("sts"), settings.eks_cluster_name))
+
+    cutover = Cutover(
+        settings,
+        CutoverDeps(
+            secretsmanager=aws.client("secretsmanager"),
+            stepfunctions=aws.client("stepfunctions"),
+            kubernetes=kubernetes,
+            target=lambda api: target_for(settings.target, api, settings.kubernetes_namespace, settings.resource_name),
+            connector=Connector(ca_bundle=settings.ca_bundle),
+            http=urllib3_http,
+            now=utcnow,
+        ),
+    )
+    with aws.throttling_as_retryable():
+        if isinstance(task, PreflightTask):
+            result = cutover.preflight(task)
+        elif isinstance(task, PlanTask):
+            if task.action == "rotate":
+                result = cutover.rotate(task.plan)
+            elif task.action == "onboard":
+                result = cutover.onboard(task.plan, task.execution)
+            else:
+                result = cutover.restore_current(task.plan)
+        elif isinstance(task, PollTask):
+            poll = cutover.rotation_status if task.action == "rotation_status" else cutover.rollout_status
+            result = poll(task.plan, task.attempt)
+        elif isinstance(task, SwitchTask):
+            step = {"apply": cutover.apply, "restart": cutover.restart, "confirm": cutover.confirm}[task.action]
+            result = step(task.plan, task.to)
+        else:
+            result = cutover.retire(task.plan, task.which, task.attempt)
+    logger.info("step done", extra={"result": result})
+    return result
