@@ -65,6 +65,7 @@ test: venv tools engines lint build
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
 
 demo: venv
+	scripts/provision-engines --mariadb-only
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) scripts/demo.py
 
 clean:

@@ -6,11 +6,13 @@ in-process moto server (see tests/rig).
 
 import json
 import logging
+import re
 import sys
 import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,13 +21,30 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "layers" / "common")]
 
 import boto3  # noqa: E402 - after the path setup above
 
+from tests.rig.engines import Engine, EngineUnavailable, start_engine  # noqa: E402
+from tests.rig.fake_kubernetes import MysqlConfig  # noqa: E402
 from tests.rig.local_cloud import Execution, LocalCloud, start_local_cloud  # noqa: E402
 from tests.rig.stack import DeployedStack  # noqa: E402
 from tests.rig.terraform import TerraformProject  # noqa: E402
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb  # noqa: E402
+from tests.rig.wandb_on_kubernetes import (  # noqa: E402
+    WandbOnKubernetes,
+    point_functions_at_engine,
+    start_wandb_on_kubernetes,
+)
 from tests.workflows.notifications import TopicInbox  # noqa: E402
 from wandb_ops.snapshots import format_slot, snapshot_identifier, snapshot_tags  # noqa: E402
 from wandb_ops.tfstate import list_backups  # noqa: E402
+
+
+@dataclass
+class Demo:
+    cloud: LocalCloud
+    stack: DeployedStack
+    wandb: SimulatedWandb
+    engine: Engine | None  # a private MariaDB, when this machine has it
+    kubernetes: WandbOnKubernetes | None
+    master_secret_arn: str
 
 
 def heading(title: str) -> None:
@@ -72,7 +91,8 @@ def show_execution(name: str, execution: Execution, seconds: float) -> None:
         print(f"  error: {execution.error}: {execution.cause}")
 
 
-def run_posture(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb) -> None:
+def run_posture(demo: Demo) -> None:
+    cloud, stack = demo.cloud, demo.stack
     heading("Workflow: posture report")
     inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
     workflow_input = json.loads((REPO_ROOT / "events" / "posture-statemachine.json").read_text())
@@ -84,7 +104,8 @@ def run_posture(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb) 
         print(textwrap.indent(notification.message, "  "))
 
 
-def run_db_snapshot(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb) -> None:
+def run_db_snapshot(demo: Demo) -> None:
+    cloud, stack, wandb = demo.cloud, demo.stack, demo.wandb
     heading("Workflow: database snapshot")
     arn = stack.state_machine_arns["DbSnapshotStateMachine"]
     rds = boto3.client("rds")
@@ -116,7 +137,8 @@ def run_db_snapshot(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWan
     print(f"Manual snapshots now: {len(names)} (the person's 'before-upgrade' kept: {'before-upgrade' in names})")
 
 
-def run_db_restore_check(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb) -> None:
+def run_db_restore_check(demo: Demo) -> None:
+    cloud, stack = demo.cloud, demo.stack
     heading("Workflow: monthly restore check (off by default)")
     print("The emulator restores the snapshot but has no database server behind the copy, so the sanity")
     print("query cannot connect here (the tests run it against real MySQL engines); watch the cleanup:")
@@ -131,7 +153,8 @@ def run_db_restore_check(cloud: LocalCloud, stack: DeployedStack, wandb: Simulat
     print(f"  temporary databases left behind: {[c for c in left if c.startswith('wandb-ops-check-')]}")
 
 
-def run_tfstate_backup(cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb) -> None:
+def run_tfstate_backup(demo: Demo) -> None:
+    cloud, stack, wandb = demo.cloud, demo.stack, demo.wandb
     heading("Workflow: terraform state backup")
     assert wandb.tfstate_bucket and wandb.tfstate_key
     arn = stack.state_machine_arns["TfStateBackupStateMachine"]
@@ -170,13 +193,82 @@ def run_tfstate_backup(cloud: LocalCloud, stack: DeployedStack, wandb: Simulated
     print("Restore helper lists backend/default: " + ", ".join(f"serial {b['serial']}" for b in backups))
 
 
+def run_credential_rotation(demo: Demo) -> None:
+    heading("Workflow: credential rotation (W&B on Kubernetes)")
+    if demo.engine is None or demo.kubernetes is None:
+        print("Skipped: MariaDB is not installed here (`sudo scripts/provision-engines` installs it); this")
+        print("workflow needs a real MySQL-compatible server, W&B logs in to it.")
+        return
+    cloud, stack, kube, app = demo.cloud, demo.stack, demo.kubernetes.kube, demo.kubernetes.app
+    arn = stack.state_machine_arns["CredentialRotationStateMachine"]
+    inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
+    print("W&B runs on a fake EKS cluster (operator install: WeightsAndBiases resource, three deployments)")
+    print(f"against a local MariaDB, connecting as the master user '{kube.current_wandb_config().user}'.")
+
+    def run(label: str, workflow_input: dict[str, object]) -> None:
+        started = time.monotonic()
+        execution = cloud.run(arn, {**workflow_input, "source": "demo"}, timeout_s=240)
+        print(f"{label}: {execution.status} in {time.monotonic() - started:.1f}s")
+        print(f"  states: {compact_loops(execution.states_entered())}")
+        for notification in inbox.received():
+            print(f"  notification {notification.subject!r}:")
+            print(textwrap.indent(textwrap.fill(notification.message, 96), "    "))
+        serving = sorted({config.user for config in kube.serving_configs()})
+        print(f"  W&B pods now log in as {serving}; failed logins so far: {len(app.failed_logins)}")
+
+    run("rotation before onboarding", {"action": "rotate"})
+    run("onboarding (once)", {"action": "onboard"})
+    run("rotation, dry run", {"action": "rotate", "dry_run": True})
+    run("scheduled rotation", {"action": "rotate"})
+    healthy = kube.current_wandb_config().user
+    kube.pod_starts = lambda config: config.user == healthy
+    print("Next, W&B's new pods will never become ready (a broken rollout):")
+    run("rotation with a stuck rollout", {"action": "rotate"})
+    print(f"AWSCURRENT user of the application secret: '{current_user()}'")
+
+
+def compact_loops(states: list[str]) -> str:
+    """'A -> B -> C -> A -> B -> C' as '(A -> B -> C) x2': poll loops read better that way."""
+    text = " -> ".join(states) + " -> "
+    repeated = re.compile(r"((?:\w+ -> ){3})\1+")
+    text = repeated.sub(lambda m: f"({m.group(1)[:-4]}) x{len(m.group(0)) // len(m.group(1))} -> ", text)
+    return text[:-4]
+
+
+def current_user() -> str:
+    secret = boto3.client("secretsmanager").get_secret_value(SecretId="wandb-ops/wandb/mysql-app")
+    return str(json.loads(secret["SecretString"])["username"])
+
+
 # Each workflow that exists, in the order a platform engineer would read about them.
-WORKFLOWS: dict[str, Callable[[LocalCloud, DeployedStack, SimulatedWandb], None]] = {
+WORKFLOWS: dict[str, Callable[[Demo], None]] = {
     "PostureStateMachine": run_posture,
     "DbSnapshotStateMachine": run_db_snapshot,
     "DbRestoreCheckStateMachine": run_db_restore_check,
     "TfStateBackupStateMachine": run_tfstate_backup,
+    "CredentialRotationStateMachine": run_credential_rotation,
 }
+
+
+def start_database(wandb: SimulatedWandb) -> Engine | None:
+    """A private MariaDB standing in for Aurora; the seeded master secret now points at it."""
+    try:
+        engine = start_engine("mariadb")
+    except EngineUnavailable as exc:
+        print(f"(no local MySQL-compatible server: {exc})")
+        return None
+    secretsmanager = boto3.client("secretsmanager")
+    master = json.loads(secretsmanager.get_secret_value(SecretId=wandb.master_secret_arn)["SecretString"])
+    with engine.connect(autocommit=True) as root, root.cursor() as cursor:
+        cursor.execute("CREATE DATABASE wandb_local")
+        cursor.execute("CREATE TABLE wandb_local.runs (id INT PRIMARY KEY, name VARCHAR(64))")
+        cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (master["username"], master["password"]))
+        cursor.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'%%' WITH GRANT OPTION", (master["username"],))
+    secretsmanager.put_secret_value(
+        SecretId=wandb.master_secret_arn,
+        SecretString=json.dumps({**master, "host": engine.host, "port": engine.port, "ssl": True}),
+    )
+    return engine
 
 
 def main() -> int:
@@ -185,21 +277,39 @@ def main() -> int:
     cloud.runtime.mute_function_output()
     # moto names each template resource type it skips (schedules, topic policies); the rig documents them.
     logging.getLogger("moto").setLevel(logging.CRITICAL)
+    engine: Engine | None = None
+    kubernetes: WandbOnKubernetes | None = None
     try:
         wandb = seed_wandb(objects=40, terraform_state=True)
         show_deployment(wandb)
-        stack = cloud.deploy({**wandb.stack_parameters(), "MasterSecretArn": wandb.master_secret_arn})
+        parameters = {**wandb.stack_parameters(), "MasterSecretArn": wandb.master_secret_arn}
+        engine = start_database(wandb)
+        if engine is not None:
+            master = json.loads(
+                boto3.client("secretsmanager").get_secret_value(SecretId=wandb.master_secret_arn)["SecretString"]
+            )
+            config = MysqlConfig(master["username"], master["password"], engine.host, engine.port, "wandb_local")
+            kubernetes = start_wandb_on_kubernetes(wandb.namespace, engine, "operator", config)
+            parameters |= kubernetes.stack_parameters(wandb.master_secret_arn)
+        stack = cloud.deploy(parameters)
+        if engine is not None:
+            point_functions_at_engine(stack, engine, POLL_BASE_SECONDS="0", DRAIN_MAX_ATTEMPTS="50")
         show_stack(stack)
         missing = sorted(set(stack.state_machine_arns) - set(WORKFLOWS))
         if missing:
             raise SystemExit(f"state machines without a demo step: {missing}")
+        demo = Demo(cloud, stack, wandb, engine, kubernetes, wandb.master_secret_arn)
         for run in WORKFLOWS.values():
-            run(cloud, stack, wandb)
+            run(demo)
         heading("Done")
         invocations = Counter(invocation.logical_id for invocation in cloud.runtime.invocations)
         print(f"Lambda invocations, each running the real handler: {dict(invocations)}")
         return 0
     finally:
+        if kubernetes is not None:
+            kubernetes.stop()
+        if engine is not None:
+            engine.stop()
         cloud.stop()
 
 
