@@ -43,12 +43,19 @@ class LocalCloud:
 
     def run(self, state_machine_arn: str, workflow_input: dict[str, Any], timeout_s: float = 120) -> Execution:
         """Start an execution and wait for it to end; the interpreter runs it in the background."""
+        return self.wait(self.start(state_machine_arn, workflow_input), timeout_s)
+
+    def start(self, state_machine_arn: str, workflow_input: dict[str, Any]) -> str:
         sfn = boto3.client("stepfunctions", region_name=self.emulator.region)
         # moto names every unnamed execution "None": a second one would collide, so name each.
         name = f"run-{uuid.uuid4().hex[:12]}"
-        arn = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(workflow_input))[
+        arn: str = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(workflow_input))[
             "executionArn"
         ]
+        return arn
+
+    def wait(self, arn: str, timeout_s: float = 120) -> Execution:
+        sfn = boto3.client("stepfunctions", region_name=self.emulator.region)
         deadline = time.monotonic() + timeout_s
         while True:
             described = sfn.describe_execution(executionArn=arn)

@@ -407,6 +407,41 @@ def test_the_event_of_its_own_rotation_does_not_switch_twice(operator_rig: Rig) 
     assert len([r for r in rig.kube.requests if r[0] == "PATCH"]) == restarts
 
 
+def test_the_event_of_its_own_rotation_arriving_mid_run_ends_quietly(operator_rig: Rig) -> None:
+    """In AWS the RotationSucceeded event arrives while the run that rotated is still switching W&B."""
+    rig = operator_rig
+    started: list[str] = []
+
+    def event_arrives(deployment: str, config: MysqlConfig) -> None:
+        if not started:
+            started.append(rig.cloud.start(rig.machine, {"action": "switch", "source": "event"}))
+
+    rig.kube.on_restart.append(event_arrives)
+    rotation = rig.run(action="rotate")
+    event_run = rig.cloud.wait(started[0], timeout_s=60)
+    assert rotation.status == "SUCCEEDED", rotation.cause
+    assert event_run.status == "SUCCEEDED", event_run.cause
+    assert _outcome(event_run) == "nothing"
+    assert [n.subject for n in rig.notifications()] == ["W&B database credentials rotated"]
+
+
+def test_a_second_rotation_while_one_runs_is_refused(operator_rig: Rig) -> None:
+    rig = operator_rig
+    started: list[str] = []
+
+    def schedule_fires_again(deployment: str, config: MysqlConfig) -> None:
+        if not started:
+            started.append(rig.cloud.start(rig.machine, {"action": "rotate", "source": "schedule"}))
+
+    rig.kube.on_restart.append(schedule_fires_again)
+    rotation = rig.run(action="rotate")
+    second = rig.cloud.wait(started[0], timeout_s=60)
+    assert rotation.status == "SUCCEEDED", rotation.cause
+    assert second.status == "FAILED" and second.error == "CredentialRotationFailed"
+    assert rig.app.failed_logins == []
+    assert any("another credential rotation run is in progress" in n.message for n in rig.notifications())
+
+
 def test_the_rotation_succeeded_rule_starts_a_switch(operator_rig: Rig) -> None:
     """moto's EventBridge cannot deliver to Step Functions (nor answer TestEventPattern): send
     Secrets Manager's CloudTrail events through the deployed rule with its target swapped for an

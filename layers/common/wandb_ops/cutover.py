@@ -314,7 +314,11 @@ class Cutover:
 
     def preflight(self, task: PreflightTask) -> dict[str, Any]:
         request = task.input
-        self._refuse_concurrent_run(task.execution)
+        # A RotationSucceeded event arrives while the run that rotated is still switching W&B: that
+        # event's run must end quietly ("nothing to do"), so a switch checks for other runs only
+        # once it has found work.
+        if request.action != "switch":
+            self._refuse_concurrent_run(task.execution)
         target = self.deps.wandb()
         wandb = target.read()
         deployments = self._deployments()
@@ -325,9 +329,12 @@ class Cutover:
         plan = plan.model_copy(
             update={"dry_run": request.dry_run, "deployments": [d["metadata"]["name"] for d in deployments]}
         )
-        if plan.mode != "nothing":
-            refuse_paused(deployments)
-        if plan.mode != "nothing" and not self.settings.wandb_url:
+        if plan.mode == "nothing":
+            return plan.model_dump()
+        if request.action == "switch":
+            self._refuse_concurrent_run(task.execution)
+        refuse_paused(deployments)
+        if not self.settings.wandb_url:
             raise ConfigurationError(
                 "WANDB_URL is empty: set the stack parameter WandbUrl so the cut-over can confirm W&B works"
             )
