@@ -71,8 +71,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             poll = cutover.rotation_status if task.action == "rotation_status" else cutover.rollout_status
             result = poll(task.plan, task.attempt)
         elif isinstance(task, SwitchTask):
-            step = {"apply": cutover.apply, "restart": cutover.restart, "confirm": cutover.confirm}[task.action]
-            result = step(task.plan, task.to)
+            if task.action == "restart":
+                result = cutover.restart(task.plan, task.to, task.execution)
+            else:
+                result = (cutover.apply if task.action == "apply" else cutover.confirm)(task.plan, task.to)
         else:
             result = cutover.retire(task.plan, task.which, task.attempt)
     logger.info("step done", extra={"result": result})

@@ -184,8 +184,9 @@ def test_rbac_allows_what_docs_kubernetes_rbac_yaml_grants_and_nothing_else(kube
     with pytest.raises(ApiException) as error:
         apis.custom.replace_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "wandb", {})
     assert status_of(error)["reason"] == "Forbidden"
+    assert apis.core.read_namespaced_secret("wandb-mysql", NS).data  # the operator's Secret: read only
     with pytest.raises(ApiException) as error:
-        apis.core.read_namespaced_secret("wandb-mysql", NS)
+        apis.core.patch_namespaced_secret("wandb-mysql", NS, {"data": {}}, _content_type=MERGE_PATCH)
     assert status_of(error) | {"message": ""} == {
         "kind": "Status",
         "apiVersion": "v1",
@@ -208,8 +209,12 @@ def test_rbac_allows_what_docs_kubernetes_rbac_yaml_grants_and_nothing_else(kube
         apis.core.read_namespaced_secret("wandb", NS)
     assert status_of(error)["message"] == 'secrets "wandb" not found'
     with pytest.raises(ApiException) as error:
-        apis.apps.patch_namespaced_deployment("missing", NS, {}, _content_type=MERGE_PATCH)
+        apis.apps.patch_namespaced_deployment("wandb-glue", NS, {}, _content_type=MERGE_PATCH)
     assert status_of(error)["reason"] == "NotFound"
+    # Deployments are listed by label, but only the W&B ones the Role names may be read or restarted.
+    with pytest.raises(ApiException) as error:
+        apis.apps.patch_namespaced_deployment("console", NS, {}, _content_type=MERGE_PATCH)
+    assert status_of(error)["reason"] == "Forbidden"
 
 
 # ---------------------------------------------------------------- patches and the operator
@@ -392,13 +397,13 @@ def test_a_restart_rolls_out_over_polls_and_completes_by_kubectl_rules(kube: Fak
 
 
 def test_a_paused_deployment_stores_the_restart_but_does_not_roll(kube: FakeKubernetes, apis: Apis) -> None:
-    kube.add_deployment("paused", labels={"app": "paused"}, paused=True)
+    kube.add_deployment("wandb-weave", labels={"app": "wandb-weave"}, paused=True)
     restarted: list[str] = []
     kube.on_restart.append(lambda name, _config: restarted.append(name))
     switch_user(apis, ROTATED)
-    restart(apis.apps, "paused")
+    restart(apis.apps, "wandb-weave")
     for _ in range(10):
-        deployment = apis.apps.read_namespaced_deployment("paused", NS)
+        deployment = apis.apps.read_namespaced_deployment("wandb-weave", NS)
     assert deployment.metadata and deployment.status
     assert (deployment.metadata.generation, deployment.status.observed_generation) == (2, 2)
     assert deployment.status.updated_replicas is None  # no pod runs the new template

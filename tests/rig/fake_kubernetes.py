@@ -677,6 +677,10 @@ class FakeKubernetes:
         self.mode = mode
         self.pod_starts: Callable[[MysqlConfig], bool] = lambda _config: True
         self.on_restart: list[Callable[[str, MysqlConfig], None]] = []
+        # The operator reconciles in the background: after a change of the resource, Secret wandb-mysql
+        # still holds the old password for this many reads of it (0: at once).
+        self.operator_lag_reads = 0
+        self._stale_operator_reads: dict[str, int] = {}
         self.requests: list[tuple[str, str, str]] = []
         self._rbac = _Rbac.load(rbac_path)
         entries = access_entries if access_entries is not None else {MOTO_DEFAULT_IDENTITY: [ROTATION_GROUP]}
@@ -861,11 +865,12 @@ class FakeKubernetes:
             source = self._config_sources.get(namespace)
             if source is None:
                 raise LookupError(f"no W&B database settings in namespace {namespace}: add them first")
-            if self.mode == "operator":
+            if self.mode == "operator":  # pods take the password from the Secret the operator renders
                 mysql = self._stored(CUSTOM_RESOURCE, namespace, source)["spec"]["values"]["global"]["mysql"]
+                rendered = self._stored(SECRET, namespace, OPERATOR_SECRET)["data"]["MYSQL_PASSWORD"]
                 return MysqlConfig(
                     user=str(mysql["user"]),
-                    password=str(mysql["password"]),
+                    password=base64.b64decode(rendered).decode(),
                     host=str(mysql["host"]),
                     port=int(mysql.get("port") or 3306),
                     database=str(mysql.get("database") or "wandb_local"),
@@ -956,6 +961,11 @@ class FakeKubernetes:
         if verb == "get" and name is not None:
             if kind == DEPLOYMENT:
                 self._poll(namespace, name)
+            if kind == SECRET and name == OPERATOR_SECRET and namespace in self._stale_operator_reads:
+                self._stale_operator_reads[namespace] -= 1
+                if self._stale_operator_reads[namespace] < 0:  # the operator's reconcile has caught up
+                    del self._stale_operator_reads[namespace]
+                    self._render_operator_secret(namespace)
             return copy.deepcopy(self._stored(kind, namespace, name)), []
         if verb == "patch" and name is not None:
             return self._patch(kind, namespace, name, content_type, body)
@@ -993,7 +1003,10 @@ class FakeKubernetes:
         source = self._config_sources.get(namespace)
         operator_input = (kind, name) in ((CUSTOM_RESOURCE, source), (SECRET, OPERATOR_SECRET))
         if self.mode == "operator" and source is not None and operator_input:
-            self._render_operator_secret(namespace)
+            if kind == CUSTOM_RESOURCE and self.operator_lag_reads:
+                self._stale_operator_reads[namespace] = self.operator_lag_reads
+            else:
+                self._render_operator_secret(namespace)
         if kind == DEPLOYMENT and spec_changed:
             return answer, self._deployment_spec_changed(namespace, name)
         return answer, []
@@ -1039,7 +1052,8 @@ class FakeKubernetes:
     def _render_operator_secret(self, namespace: str) -> None:
         """The W&B operator's reconcile: Secret wandb-mysql follows the custom resource."""
         resource = self._stored(CUSTOM_RESOURCE, namespace, self._config_sources[namespace])
-        data = {"MYSQL_PASSWORD": _b64(self.current_wandb_config(namespace).password)}
+        mysql = resource["spec"]["values"]["global"]["mysql"]
+        data = {"MYSQL_PASSWORD": _b64(str(mysql["password"]))}
         existing = self._objects.get((SECRET, namespace, OPERATOR_SECRET))
         if existing is None:
             owner = {

@@ -327,6 +327,32 @@ def test_the_old_user_is_dropped_only_after_its_sessions_end(operator_rig: Rig) 
     assert "dropped" in note.message
 
 
+def test_sessions_that_outlast_the_drain_keep_the_old_user_as_it_is(operator_rig: Rig) -> None:
+    rig = operator_rig
+    point_functions_at_engine(rig.stack, rig.engine, DRAIN_MAX_ATTEMPTS="3")
+    old = rig.secret()
+    with rig.engine.connect(user=old["username"], password=old["password"], database="wandb_local"):
+        execution = rig.run(action="rotate")
+    assert execution.status == "FAILED" and execution.error == "RetireOldUserFailed"
+    assert _outcome(execution) == "retire_failed"
+    assert rig.kube.current_wandb_config().user == rig.secret()["username"] != old["username"]
+    assert old["username"] in rig.users() and not rig.locked(old["username"])
+    [note] = rig.notifications()
+    assert "DrainTimeoutError" in note.message and "still has 1 session(s)" in note.message
+
+
+def test_restarts_wait_for_the_operator_to_render_the_new_password(operator_rig: Rig) -> None:
+    rig = operator_rig
+    rig.kube.operator_lag_reads = 3  # the operator reconciles a while after the resource changes
+    execution = rig.run(action="rotate")
+    assert execution.status == "SUCCEEDED", execution.cause
+    retried = [e["taskFailedEventDetails"]["error"] for e in execution.history if e["type"] == "TaskFailed"]
+    assert retried and set(retried) == {"OperatorNotReconciledError"}
+    new = rig.secret()
+    assert {(c.user, c.password) for c in rig.kube.serving_configs()} == {(new["username"], new["password"])}
+    assert rig.app.failed_logins == []
+
+
 def test_a_definer_is_locked_not_dropped(operator_rig: Rig) -> None:
     rig = operator_rig
     old = rig.secret()
@@ -440,6 +466,26 @@ def test_a_second_rotation_while_one_runs_is_refused(operator_rig: Rig) -> None:
     assert second.status == "FAILED" and second.error == "CredentialRotationFailed"
     assert rig.app.failed_logins == []
     assert any("another credential rotation run is in progress" in n.message for n in rig.notifications())
+
+
+def test_a_version_of_a_run_that_is_gone_is_still_switched(operator_rig: Rig) -> None:
+    """A run rotated, then ended (aborted, or it stopped waiting) before Secrets Manager finished:
+    nobody else will switch W&B, so the RotationSucceeded run must."""
+    rig = operator_rig
+    old = rig.secret()
+    rotation_function = boto3.client("lambda").get_function_configuration(
+        FunctionName=rig.stack.function_name("MySqlRotationFunction")
+    )["FunctionArn"]
+    boto3.client("secretsmanager").rotate_secret(
+        SecretId=APP_SECRET,
+        ClientRequestToken=f"{VERSION_PREFIX}{uuid.uuid4()}",
+        RotationLambdaARN=rotation_function,
+        RotationRules={"AutomaticallyAfterDays": 365},
+    )
+    execution = rig.run(action="switch", source="event")
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert _outcome(execution) == "switched"
+    assert rig.kube.current_wandb_config().user == rig.secret()["username"] != old["username"]
 
 
 def test_the_rotation_succeeded_rule_starts_a_switch(operator_rig: Rig) -> None:

@@ -43,7 +43,7 @@ from wandb_ops.rotation import rotated_username
 from wandb_ops.validation import describe_validation_error
 from wandb_ops.wandb_config import TargetKind, WandbTarget
 
-VERSION_PREFIX = "wandb-ops-"  # versions this workflow creates: an event for them is not a second rotation
+VERSION_PREFIX = "wandb-ops-"  # the versions this workflow creates, recognisable in the secret's history
 PRIVILEGES = frozenset(
     {
         "ALL PRIVILEGES", "ALTER", "ALTER ROUTINE", "CREATE", "CREATE ROUTINE", "CREATE TEMPORARY TABLES",
@@ -59,6 +59,14 @@ class CutoverError(WandbOpsError):
 
 class RotationFailedError(WandbOpsError):
     """The Secrets Manager rotation failed or did not finish in time; W&B was not touched."""
+
+
+class OperatorNotReconciledError(WandbOpsError):
+    """The W&B operator has not caught up with the resource yet; the state machine retries."""
+
+
+class DrainTimeoutError(WandbOpsError):
+    """The old user still has sessions after the drain's bound; it is kept as it is."""
 
 
 class HealthCheckFailedError(WandbOpsError):
@@ -133,7 +141,7 @@ class CutoverSettings:
             database_secret=text("WANDB_DATABASE_SECRET_ARN") or f"wandb-ops/{namespace}/mysql-app",
             master_secret_arn=text("MASTER_SECRET_ARN") or None,
             rotation_function_arn=rotation_function,
-            rotation_days=number("ROTATION_DAYS", "CredentialRotationDays", 1, 1000),
+            rotation_days=number("ROTATION_DAYS", "(template)", 1, 1000),
             eks_cluster_name=text("WANDB_EKS_CLUSTER_NAME") or namespace,
             target=target,  # type: ignore[arg-type]
             kubernetes_namespace=text("WANDB_K8S_NAMESPACE", "default"),
@@ -206,6 +214,7 @@ class SwitchTask(StrictModel):
     action: Literal["apply", "restart", "confirm"]
     plan: Plan
     to: Literal["new", "old"]
+    execution: str = ""
 
 
 class RetireTask(StrictModel):
@@ -340,14 +349,17 @@ class Cutover:
             )
         return plan.model_dump()
 
-    def _refuse_concurrent_run(self, execution: str) -> None:
-        """Two cut-overs at once would rotate from, switch to and drop each other's users."""
+    def _other_runs(self, execution: str) -> list[str]:
         parts = execution.split(":")
         if len(parts) != 8 or parts[5] != "execution":
             raise CutoverError(f"'execution' must be the execution ARN ($$.Execution.Id), got {execution!r}")
         machine = ":".join([*parts[:5], "stateMachine", parts[6]])
         running = self.deps.stepfunctions.list_executions(stateMachineArn=machine, statusFilter="RUNNING")
-        others = [e["executionArn"] for e in running.get("executions", []) if e["executionArn"] != execution]
+        return [e["executionArn"] for e in running.get("executions", []) if e["executionArn"] != execution]
+
+    def _refuse_concurrent_run(self, execution: str) -> None:
+        """Two cut-overs at once would rotate from, switch to and drop each other's users."""
+        others = self._other_runs(execution)
         if others:
             raise CutoverError(
                 f"another credential rotation run is in progress ({others[0]}): wait for it to end, then re-run"
@@ -362,7 +374,8 @@ class Cutover:
                     f"no deployment in namespace {namespace} matches {wanted!r}: "
                     "set the stack parameter WandbDeployments"
                 )
-            return found
+            # Read each one as the restart will: a deployment the Role does not name fails here, not mid-switch.
+            return [api.get_deployment(namespace, d["metadata"]["name"]) for d in found]
         return [api.get_deployment(namespace, name.strip()) for name in wanted.split(",") if name.strip()]
 
     def _plan_switch(self, action: str, wandb_user: str, where: str, execution: str) -> Plan:
@@ -389,10 +402,11 @@ class Cutover:
         if action == "switch":
             if wandb_user == current.username:
                 return Plan(mode="nothing", reason=f"W&B already uses '{wandb_user}', the AWSCURRENT user of {arn}")
-            if current_version.startswith(VERSION_PREFIX):
+            rotating = [run for run in self._other_runs(execution) if rotation_token(run) == current_version]
+            if rotating:  # its own RotationSucceeded event; if that run is gone, switching is this run's job
                 return Plan(
                     mode="nothing",
-                    reason=f"version {current_version} was made by this workflow, which switches W&B itself",
+                    reason=f"version {current_version} was made by the running {rotating[0]}, which switches W&B",
                 )
             if previous is None or wandb_user != previous.username:
                 raise self._drift(wandb_user, where, arn, current.username)
@@ -415,6 +429,12 @@ class Cutover:
                 "'A rotation failed' in docs/rotation.md before starting another"
             )
         if wandb_user != current.username:
+            if wandb_user == master_user:
+                raise CutoverError(
+                    f"W&B connects as the master user '{master_user}', not as '{current.username}' of {arn}: "
+                    'either onboarding did not finish (re-run it: {"action": "onboard"}) or a terraform apply '
+                    "put the master user back (docs/rotation.md, 'Keep terraform in step'). Nothing was changed"
+                )
             if previous is not None and wandb_user == previous.username:
                 raise CutoverError(
                     f"W&B still uses '{wandb_user}' of the previous version: the secret was rotated without switching "
@@ -592,11 +612,19 @@ class Cutover:
         changed = target.apply(credentials.username, credentials.password)
         return {"user": credentials.username, "changed": changed, "target": target.description}
 
-    def restart(self, plan: Plan, to: Literal["new", "old"]) -> dict[str, Any]:
+    def restart(self, plan: Plan, to: Literal["new", "old"], execution: str) -> dict[str, Any]:
         api, namespace = self.deps.api(), self.settings.kubernetes_namespace
         ref = plan.new if to == "new" else plan.old
         assert ref
-        marker = f"{to}:{ref.version_id or ref.secret_arn.rsplit(':', 1)[-1]}"
+        credentials = self._credentials(ref, plan)
+        target = self.deps.wandb()
+        if not target.rendered(credentials.password):
+            raise OperatorNotReconciledError(
+                f"{target.description}: the operator has not yet rendered the new settings into the Secret the "
+                "pods read; restarting now would start them on the old password"
+            )
+        # Marks which switch of which run restarted the pods: a retry of this step is a no-op, another run's is not.
+        marker = f"{to}:{execution.rsplit(':', 1)[-1]}"
         deployments = [api.get_deployment(namespace, name) for name in plan.deployments]
         refuse_paused(deployments)
         restarted = []
@@ -623,9 +651,13 @@ class Cutover:
         ref = plan.new if to == "new" else plan.old
         assert ref and self.settings.wandb_url
         credentials = self._credentials(ref, plan)
-        configured = self.deps.wandb().read().user
-        if configured != credentials.username:
-            raise HealthCheckFailedError(f"W&B is configured with '{configured}', expected '{credentials.username}'")
+        target = self.deps.wandb()
+        configured = target.read().user
+        if configured != credentials.username or not target.rendered(credentials.password):
+            raise HealthCheckFailedError(
+                f"W&B is configured with '{configured}' (expected '{credentials.username}') or its pods would not "
+                "get the new password"
+            )
         checks = []
         for path in ("/healthz", "/ready"):
             response = self._http("GET", path)
@@ -713,14 +745,11 @@ class Cutover:
                 )
                 if not poll["give_up"]:
                     return {"done": False, "user": user, "sessions": sessions, **poll}
-                accounts.lock(user)
-                return {
-                    "done": True,
-                    "user": user,
-                    "action": "locked",
-                    "reason": f"{sessions} session(s) still open after {attempt + 1} checks: locked (no new logins), "
-                    "not dropped; drop it once they end (docs/rotation.md)",
-                }
+                raise DrainTimeoutError(
+                    f"'{user}' still has {sessions} session(s) after {attempt + 1} checks: kept as it is (not "
+                    "dropped, not locked, so whatever uses it keeps working). Find them in "
+                    "information_schema.PROCESSLIST, then drop the user by hand (docs/rotation.md)"
+                )
             objects = accounts.definer_of(user)
             if objects:
                 accounts.lock(user)
@@ -820,7 +849,7 @@ def report(outcome: Outcome, run: dict[str, Any]) -> dict[str, Any]:
             f"W&B now connects as '{plan.new_user}' ({plan.mode}; secret {plan.new.secret_arn if plan.new else ''}, "
             f"version {new or 'AWSCURRENT'}). Deployments restarted: {deployments}. "
         )
-        if retired:
+        if retired.get("user"):
             text += f"Previous user '{retired.get('user')}': {retired.get('action')} ({retired.get('reason')})."
         elif plan.mode == "onboard":
             text += (
@@ -850,8 +879,13 @@ def report(outcome: Outcome, run: dict[str, Any]) -> dict[str, Any]:
             f"Step {step} failed: {error}. Rolled back: W&B is on '{plan.old_user}' again and answers /ready"
             f"{f', AWSCURRENT of {secret} is version {old} again' if plan.restore_current_on_rollback else ''}. "
         )
-        if retired:
+        if retired.get("user"):
             text += f"Unused new user '{retired.get('user')}': {retired.get('action')} ({retired.get('reason')})."
+        elif run.get("retire_error"):
+            text += (
+                f"Retiring the unused new user '{plan.new_user}' failed: {_error_text(run.get('retire_error'))}; "
+                "drop it by hand (docs/rotation.md)."
+            )
     else:
         text = (
             f"Step {step or 'of the cut-over'} failed ({error}) and so did the rollback: "

@@ -123,6 +123,7 @@ class ClientKubernetesApi:
             name,
             patch,
             _content_type=MERGE_PATCH,
+            _echoes_values=True,
         )
 
     def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
@@ -136,6 +137,7 @@ class ClientKubernetesApi:
             namespace,
             patch,
             _content_type=MERGE_PATCH,
+            _echoes_values=True,
         )
 
     def list_deployments(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
@@ -160,13 +162,15 @@ class ClientKubernetesApi:
             _content_type=MERGE_PATCH,
         )
 
-    def _call(self, what: str, method: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, what: str, method: Any, *args: Any, _echoes_values: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """``_echoes_values``: the request carries credentials, and a validation or admission error may
+        quote them back, so the server's message is left out of the error (it becomes workflow state)."""
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415 - see __init__
 
         try:
             response = method(*args, _preload_content=False, _request_timeout=(5, 20), **kwargs)
         except ApiException as exc:
-            raise KubernetesError(self._explain(what, exc)) from None
+            raise KubernetesError(self._explain(what, exc, quote_server=not _echoes_values)) from None
         except urllib3.exceptions.HTTPError as exc:
             raise KubernetesError(
                 f"{what}: cannot reach the API server of EKS cluster {self._cluster} ({type(exc).__name__}). "
@@ -176,11 +180,13 @@ class ClientKubernetesApi:
         result: dict[str, Any] = json.loads(response.data)
         return result
 
-    def _explain(self, what: str, exc: Any) -> str:
-        try:
-            message = json.loads(exc.body).get("message", "")
-        except (TypeError, ValueError):
-            message = ""
+    def _explain(self, what: str, exc: Any, *, quote_server: bool) -> str:
+        message = ""
+        if quote_server:
+            try:
+                message = json.loads(exc.body).get("message", "")
+            except (TypeError, ValueError):
+                message = ""
         message = message or str(exc.reason)
         fix = {
             401: "the cluster did not accept the function's EKS token: create the access entry for the function's "

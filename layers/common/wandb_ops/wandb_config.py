@@ -38,6 +38,10 @@ class WandbTarget(Protocol):
         """Point W&B at this user; False when it already was (nothing patched)."""
         ...
 
+    def rendered(self, password: str) -> bool:
+        """Whether a pod started now would get this password (the operator may not have caught up)."""
+        ...
+
 
 def target_for(kind: TargetKind, api: KubernetesApi, namespace: str, name: str) -> WandbTarget:
     if kind == "operator":
@@ -84,6 +88,12 @@ class OperatorTarget:
         self._api.patch_custom_resource(self._namespace, self._name, patch)
         return True
 
+    def rendered(self, password: str) -> bool:
+        # The operator re-renders <name>-mysql from the resource on its next reconcile; pods read that.
+        secret = self._api.get_secret(self._namespace, f"{self._name}-mysql")
+        encoded = secret.get("data", {}).get("MYSQL_PASSWORD", "")
+        return bool(encoded) and base64.b64decode(encoded).decode() == password
+
 
 class LegacySecretTarget:
     KEY = "MYSQL"
@@ -127,3 +137,6 @@ class LegacySecretTarget:
             self._namespace, self._name, {"data": {self.KEY: base64.b64encode(value.encode()).decode()}}
         )
         return True
+
+    def rendered(self, password: str) -> bool:
+        return True  # pods read this Secret itself
