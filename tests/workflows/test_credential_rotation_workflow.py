@@ -47,6 +47,18 @@ class Rig:
     def run(self, **workflow_input: Any) -> Execution:
         return self.cloud.run(self.machine, {"source": "test", **workflow_input}, timeout_s=240)
 
+    def run_while_another_starts(self, competing: dict[str, Any], **workflow_input: Any) -> tuple[Execution, Execution]:
+        """Run the workflow; when it restarts W&B (mid-switch), start `competing` as a schedule or an event would."""
+        started: list[str] = []
+
+        def start_competitor(deployment: str, config: MysqlConfig) -> None:
+            if not started:
+                started.append(self.cloud.start(self.machine, competing))
+
+        self.kube.on_restart.append(start_competitor)
+        execution = self.run(**workflow_input)
+        return execution, self.cloud.wait(started[0], timeout_s=60)
+
     def root(self) -> "pymysql.connections.Connection[Any]":
         return self.engine.connect(autocommit=True)
 
@@ -436,15 +448,7 @@ def test_the_event_of_its_own_rotation_does_not_switch_twice(operator_rig: Rig) 
 def test_the_event_of_its_own_rotation_arriving_mid_run_ends_quietly(operator_rig: Rig) -> None:
     """In AWS the RotationSucceeded event arrives while the run that rotated is still switching W&B."""
     rig = operator_rig
-    started: list[str] = []
-
-    def event_arrives(deployment: str, config: MysqlConfig) -> None:
-        if not started:
-            started.append(rig.cloud.start(rig.machine, {"action": "switch", "source": "event"}))
-
-    rig.kube.on_restart.append(event_arrives)
-    rotation = rig.run(action="rotate")
-    event_run = rig.cloud.wait(started[0], timeout_s=60)
+    rotation, event_run = rig.run_while_another_starts({"action": "switch", "source": "event"}, action="rotate")
     assert rotation.status == "SUCCEEDED", rotation.cause
     assert event_run.status == "SUCCEEDED", event_run.cause
     assert _outcome(event_run) == "nothing"
@@ -453,15 +457,7 @@ def test_the_event_of_its_own_rotation_arriving_mid_run_ends_quietly(operator_ri
 
 def test_a_second_rotation_while_one_runs_is_refused(operator_rig: Rig) -> None:
     rig = operator_rig
-    started: list[str] = []
-
-    def schedule_fires_again(deployment: str, config: MysqlConfig) -> None:
-        if not started:
-            started.append(rig.cloud.start(rig.machine, {"action": "rotate", "source": "schedule"}))
-
-    rig.kube.on_restart.append(schedule_fires_again)
-    rotation = rig.run(action="rotate")
-    second = rig.cloud.wait(started[0], timeout_s=60)
+    rotation, second = rig.run_while_another_starts({"action": "rotate", "source": "schedule"}, action="rotate")
     assert rotation.status == "SUCCEEDED", rotation.cause
     assert second.status == "FAILED" and second.error == "CredentialRotationFailed"
     assert rig.app.failed_logins == []
