@@ -5,13 +5,14 @@ import base64
 import copy
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
 
-from wandb_ops.cutover import VERSION_PREFIX, CutoverSettings, report, rotation_token
+from wandb_ops.cutover import VERSION_PREFIX, CutoverRequest, CutoverSettings, CutoverTask, report, rotation_token
 from wandb_ops.errors import ConfigurationError
 from wandb_ops.kubernetes_access import eks_token
 from wandb_ops.rollout import (
@@ -285,3 +286,10 @@ def test_the_rollback_failed_report_is_urgent_and_points_at_the_runbook() -> Non
 def test_a_report_before_any_plan_still_explains() -> None:
     run = {"error": {"Error": "CutoverError", "Cause": json.dumps({"errorMessage": "run onboarding first"})}}
     assert "CutoverError: run onboarding first" in report("failed", run)["message"]
+
+
+def test_the_events_in_the_repository_are_valid_inputs() -> None:
+    events = Path(__file__).resolve().parents[2] / "events"
+    CutoverTask.model_validate(json.loads((events / "credential-cutover.json").read_text()))
+    for name in ("statemachine", "onboard-statemachine", "switch-statemachine"):
+        CutoverRequest.model_validate(json.loads((events / f"credential-rotation-{name}.json").read_text()))
