@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 import pymysql
 import urllib3
 from botocore.exceptions import ClientError
-from pydantic import Field, RootModel, ValidationError
+from pydantic import Field, RootModel
 
 from wandb_ops.aws import error_code
 from wandb_ops.errors import ConfigurationError, WandbOpsError
@@ -36,11 +36,11 @@ from wandb_ops.mysql_accounts import (
     AccountRetirer,
     Connector,
     DbSecret,
+    load_db_secret,
 )
 from wandb_ops.polling import backoff
 from wandb_ops.rollout import RolloutFailedError, refuse_paused, restart_patch, restarted_for, rollout_status
 from wandb_ops.rotation import rotated_username
-from wandb_ops.validation import describe_validation_error
 from wandb_ops.wandb_config import TargetKind, WandbTarget
 
 VERSION_PREFIX = "wandb-ops-"  # the versions this workflow creates, recognisable in the secret's history
@@ -280,16 +280,7 @@ class Cutover:
 
     def _read(self, ref: SecretRef, what: str, defaults: dict[str, Any] | None = None) -> DbSecret:
         version = {"VersionId": ref.version_id} if ref.version_id else {"VersionStage": "AWSCURRENT"}
-        try:
-            raw = self.deps.secretsmanager.get_secret_value(SecretId=ref.secret_arn, **version)["SecretString"]
-        except ClientError as exc:
-            raise CutoverError(f"cannot read the {what} secret {ref.secret_arn}: {error_code(exc)}") from None
-        try:
-            return DbSecret.model_validate({**(defaults or {}), **json.loads(raw)})
-        except json.JSONDecodeError:
-            raise CutoverError(f"the {what} secret {ref.secret_arn} is not JSON") from None
-        except ValidationError as exc:
-            raise CutoverError(f"the {what} secret {ref.secret_arn} has an {describe_validation_error(exc)}") from None
+        return load_db_secret(self.deps.secretsmanager, ref.secret_arn, what, CutoverError, defaults, **version)
 
     def _describe(self, secret_id: str) -> dict[str, Any] | None:
         try:
@@ -309,14 +300,10 @@ class Cutover:
             )
         return described
 
-    def _master_defaults(self, app: DbSecret) -> dict[str, Any]:
-        # An RDS-managed master secret holds only username and password: the server is the application's.
-        return {"engine": app.engine, "host": app.host, "port": app.port, "ssl": app.ssl}
-
     def _credentials(self, ref: SecretRef, plan: Plan) -> DbSecret:
         if plan.mode == "onboard" and ref == plan.old:
             app = self._read(plan.new, "application") if plan.new else None
-            return self._read(ref, "master", self._master_defaults(app) if app else None)
+            return self._read(ref, "master", app.server() if app else None)
         return self._read(ref, "application")
 
     # ------------------------------------------------------------ preflight
@@ -465,7 +452,8 @@ class Cutover:
             raise CutoverError(
                 "the application secret has no 'masterarn': onboarding writes it; add the master secret's ARN"
             )
-        return self._read(SecretRef(secret_arn=app.masterarn), "master", self._master_defaults(app)).username
+        # An RDS-managed master secret holds only username and password: the server is the application's.
+        return self._read(SecretRef(secret_arn=app.masterarn), "master", app.server()).username
 
     def _plan_onboarding(self, wandb_user: str, execution: str) -> Plan:
         master_arn = self.settings.master_secret_arn
@@ -730,7 +718,7 @@ class Cutover:
         master_arn = staying.masterarn or (plan.old.secret_arn if plan.mode == "onboard" and plan.old else None)
         if not master_arn:
             raise CutoverError("the application secret has no 'masterarn': cannot retire users without the master")
-        master = self._read(SecretRef(secret_arn=master_arn), "master", self._master_defaults(staying))
+        master = self._read(SecretRef(secret_arn=master_arn), "master", staying.server())
         with self.deps.connector.connect(master) as connection:
             accounts = AccountRetirer(connection)
             if not accounts.hosts(user):

@@ -2,6 +2,7 @@
 making one user an exact clone of another, convergently (re-run after a crash at any
 point, it applies only what is still missing)."""
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -11,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
-from pydantic import BaseModel, ConfigDict, Field
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from wandb_ops.aws import error_code
 from wandb_ops.errors import ConfigurationError
 from wandb_ops.mysql_grammar import CreateUser, GrantLine, parse_create_user, parse_grant_line, quote_account
+from wandb_ops.validation import describe_validation_error
 
 DEFAULT_CA_BUNDLE = Path(__file__).parent / "certs" / "rds-ca-bundle.pem"
 PASSWORD_REUSE_REFUSED = 3638  # MySQL: the new password equals one in the password history
@@ -37,6 +41,33 @@ class DbSecret(BaseModel):
     # Client certificate and key (PEM), for users that REQUIRE X509 / SUBJECT / ISSUER.
     ssl_cert: str | None = Field(default=None, repr=False)
     ssl_key: str | None = Field(default=None, repr=False)
+
+    def server(self) -> dict[str, Any]:
+        """Where this user logs in: the defaults for a secret holding only credentials (an RDS-managed
+        master secret has just username and password)."""
+        return {"engine": self.engine, "host": self.host, "port": self.port, "ssl": self.ssl}
+
+
+def load_db_secret(
+    secretsmanager: Any,
+    secret_id: str,
+    what: str,
+    error: type[Exception],
+    defaults: dict[str, Any] | None = None,
+    **version: str,
+) -> DbSecret:
+    """A secret version as a DbSecret; ``error`` (the caller's error class) names the secret and what is wrong,
+    never a value."""
+    try:
+        raw = secretsmanager.get_secret_value(SecretId=secret_id, **version)["SecretString"]
+    except ClientError as exc:
+        raise error(f"cannot read the {what} secret {secret_id}: {error_code(exc)}") from None
+    try:
+        return DbSecret.model_validate({**(defaults or {}), **json.loads(raw)})
+    except json.JSONDecodeError:
+        raise error(f"the {what} secret {secret_id} is not JSON") from None
+    except ValidationError as exc:
+        raise error(f"the {what} secret {secret_id} has an {describe_validation_error(exc)}") from None
 
 
 @dataclass(frozen=True)

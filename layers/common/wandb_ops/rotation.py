@@ -15,14 +15,12 @@ from typing import Any
 
 import pymysql
 from botocore.exceptions import ClientError
-from pydantic import ValidationError
 
 from wandb_ops.aws import error_code
 from wandb_ops.errors import WandbOpsError
-from wandb_ops.mysql_accounts import AccountCloner, Connector, DbSecret
+from wandb_ops.mysql_accounts import AccountCloner, Connector, DbSecret, load_db_secret
 from wandb_ops.mysql_grammar import GrammarError
 from wandb_ops.observability import logger
-from wandb_ops.validation import describe_validation_error
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 MAX_USERNAME = 32  # MySQL's limit (MariaDB allows 80)
@@ -78,16 +76,7 @@ def rotate(deps: RotationDeps, step: str, secret_id: str, token: str) -> str:
 def _load(
     deps: RotationDeps, secret_id: str, what: str, defaults: dict[str, Any] | None = None, **version: str
 ) -> DbSecret:
-    try:
-        raw = deps.secretsmanager.get_secret_value(SecretId=secret_id, **version)["SecretString"]
-    except ClientError as exc:
-        raise RotationError(f"cannot read the {what} secret {secret_id}: {error_code(exc)}") from None
-    try:
-        return DbSecret.model_validate({**(defaults or {}), **json.loads(raw)})
-    except json.JSONDecodeError:
-        raise RotationError(f"the {what} secret {secret_id} is not JSON") from None
-    except ValidationError as exc:
-        raise RotationError(f"the {what} secret {secret_id} has an {describe_validation_error(exc)}") from None
+    return load_db_secret(deps.secretsmanager, secret_id, what, RotationError, defaults, **version)
 
 
 def _pending(deps: RotationDeps, secret_id: str, token: str) -> DbSecret:
@@ -105,8 +94,7 @@ def _master(deps: RotationDeps, secret_id: str, current: DbSecret) -> DbSecret:
             "that may create users and grant (the Aurora master user)"
         )
     # An RDS-managed master secret holds only username and password: the server is the current user's.
-    server = {"engine": current.engine, "host": current.host, "port": current.port, "ssl": current.ssl}
-    return _load(deps, current.masterarn, "master", defaults=server, VersionStage="AWSCURRENT")
+    return _load(deps, current.masterarn, "master", defaults=current.server(), VersionStage="AWSCURRENT")
 
 
 def _mysql_error(step: str, action: str, exc: pymysql.MySQLError, *secrets: DbSecret) -> RotationError:
