@@ -152,13 +152,8 @@ def setup(
     host = "127.0.0.1" if request.param == "rich" else "%"
     password = pysecrets.token_hex(12)
     _create_app_user(mysql_engine, user, host, password, request.param)
-    lambda_client = boto3.client("lambda")
-    function = stack.function_name("MySqlRotationFunction")
-    configuration = lambda_client.get_function_configuration(FunctionName=function)
-    variables = {k: str(v) for k, v in configuration["Environment"]["Variables"].items()}
-    variables["DB_CA_BUNDLE"] = str(mysql_engine.ca_path)
     # What an operator would do for a private CA; here the rig's CA signs the test servers.
-    lambda_client.update_function_configuration(FunctionName=function, Environment={"Variables": variables})
+    stack.set_function_environment("MySqlRotationFunction", DB_CA_BUNDLE=str(mysql_engine.ca_path))
     master_arn = boto3.client("secretsmanager").create_secret(
         Name=f"wandb-ops/wandb/mysql-master-{uuid.uuid4().hex[:6]}",
         SecretString=json.dumps(
@@ -175,7 +170,7 @@ def setup(
     yield RotationSetup(
         engine=mysql_engine,
         stack=stack,
-        function_arn=configuration["FunctionArn"],
+        function_arn=stack.function_arn("MySqlRotationFunction"),
         master_arn=master_arn,
         app_user=user,
         app_host=host,

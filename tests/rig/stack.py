@@ -168,6 +168,23 @@ class DeployedStack:
     def function_name(self, logical_id: str) -> str:
         return self.physical_ids[logical_id]
 
+    def function_arn(self, logical_id: str) -> str:
+        arn: str = boto3.client("lambda").get_function(FunctionName=self.function_name(logical_id))["Configuration"][
+            "FunctionArn"
+        ]
+        return arn
+
+    def set_function_environment(self, logical_id: str, **variables: str) -> None:
+        """Change some of a deployed function's variables, as an operator would in the console."""
+        lambda_client = boto3.client("lambda")
+        function = self.function_name(logical_id)
+        configuration = lambda_client.get_function_configuration(FunctionName=function)
+        # CloudFormation Number parameters come back as numbers from moto: the API wants strings.
+        current = {k: str(v) for k, v in configuration["Environment"]["Variables"].items()}
+        lambda_client.update_function_configuration(
+            FunctionName=function, Environment={"Variables": current | variables}
+        )
+
 
 class StackDeployer:
     def __init__(self, runtime: LocalLambdaRuntime, region: str) -> None:

@@ -4,9 +4,7 @@ emulator, W&B's database settings where the chosen install keeps them, its deplo
 the fake W&B app, and the cut-over and rotation functions pointed at the engine's CA."""
 
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import boto3
+from typing import Literal
 
 from tests.rig.eks import register_cluster
 from tests.rig.engines import Engine
@@ -55,13 +53,5 @@ def start_wandb_on_kubernetes(cluster_name: str, engine: Engine, mode: Mode, con
 def point_functions_at_engine(stack: DeployedStack, engine: Engine, **cutover_variables: str) -> None:
     """The rig's CA signs the engines' certificates, as a private CA would: set DB_CA_BUNDLE like an
     operator would. Extra variables (poll timings) go to the cut-over function."""
-    _set_env(stack.function_name("CredentialCutoverFunction"), DB_CA_BUNDLE=str(engine.ca_path), **cutover_variables)
-    _set_env(stack.function_name("MySqlRotationFunction"), DB_CA_BUNDLE=str(engine.ca_path))
-
-
-def _set_env(function: str, **variables: Any) -> None:
-    lambda_client = boto3.client("lambda")
-    configuration = lambda_client.get_function_configuration(FunctionName=function)
-    # CloudFormation Number parameters come back as numbers from moto: the API wants strings.
-    current = {k: str(v) for k, v in configuration["Environment"]["Variables"].items()}
-    lambda_client.update_function_configuration(FunctionName=function, Environment={"Variables": current | variables})
+    stack.set_function_environment("CredentialCutoverFunction", DB_CA_BUNDLE=str(engine.ca_path), **cutover_variables)
+    stack.set_function_environment("MySqlRotationFunction", DB_CA_BUNDLE=str(engine.ca_path))

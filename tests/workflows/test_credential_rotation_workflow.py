@@ -420,9 +420,7 @@ def test_terraform_drift_is_refused(operator_rig: Rig) -> None:
 def test_a_rotation_made_elsewhere_is_switched_once(operator_rig: Rig) -> None:
     rig = operator_rig
     old = rig.secret()
-    rotation_function = boto3.client("lambda").get_function_configuration(
-        FunctionName=rig.stack.function_name("MySqlRotationFunction")
-    )["FunctionArn"]
+    rotation_function = rig.stack.function_arn("MySqlRotationFunction")
     boto3.client("secretsmanager").rotate_secret(
         SecretId=APP_SECRET, RotationLambdaARN=rotation_function, RotationRules={"AutomaticallyAfterDays": 30}
     )
@@ -469,9 +467,7 @@ def test_a_version_of_a_run_that_is_gone_is_still_switched(operator_rig: Rig) ->
     nobody else will switch W&B, so the RotationSucceeded run must."""
     rig = operator_rig
     old = rig.secret()
-    rotation_function = boto3.client("lambda").get_function_configuration(
-        FunctionName=rig.stack.function_name("MySqlRotationFunction")
-    )["FunctionArn"]
+    rotation_function = rig.stack.function_arn("MySqlRotationFunction")
     boto3.client("secretsmanager").rotate_secret(
         SecretId=APP_SECRET,
         ClientRequestToken=f"{VERSION_PREFIX}{uuid.uuid4()}",

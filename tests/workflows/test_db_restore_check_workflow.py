@@ -45,15 +45,7 @@ def _setup(cloud: LocalCloud, engine: Engine, **parameters: str) -> tuple[Simula
         SecretString=json.dumps({"username": "wandb_restore_master", "password": MASTER_PASSWORD, "ssl": False}),
     )["ARN"]
     stack = cloud.deploy({**wandb.stack_parameters(), "MasterSecretArn": master, **parameters})
-    lambda_client = boto3.client("lambda")
-    function = stack.function_name("DbRestoreCheckFunction")
-    variables = {
-        k: str(v)
-        for k, v in lambda_client.get_function_configuration(FunctionName=function)["Environment"]["Variables"].items()
-    }
-    lambda_client.update_function_configuration(
-        FunctionName=function, Environment={"Variables": {**variables, "POLL_BASE_SECONDS": "0"}}
-    )
+    stack.set_function_environment("DbRestoreCheckFunction", POLL_BASE_SECONDS="0")
     return wandb, stack
 
 

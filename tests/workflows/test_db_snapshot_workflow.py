@@ -24,15 +24,8 @@ SNAPSHOT_ID = "wandb-ops-wandb-202611260300"
 
 def _deploy(cloud: LocalCloud, wandb: SimulatedWandb, **parameters: str) -> DeployedStack:
     stack = cloud.deploy({**wandb.stack_parameters(), **parameters})
-    lambda_client = boto3.client("lambda")
-    function = stack.function_name("DbSnapshotFunction")
-    variables = {
-        k: str(v)
-        for k, v in lambda_client.get_function_configuration(FunctionName=function)["Environment"]["Variables"].items()
-    }
     # Poll without sleeping in tests; the backoff arithmetic is the function's, unchanged.
-    variables |= {"POLL_BASE_SECONDS": "0", "POLL_MAX_ATTEMPTS": "6"}
-    lambda_client.update_function_configuration(FunctionName=function, Environment={"Variables": variables})
+    stack.set_function_environment("DbSnapshotFunction", POLL_BASE_SECONDS="0", POLL_MAX_ATTEMPTS="6")
     return stack
 
 
