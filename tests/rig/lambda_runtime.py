@@ -28,6 +28,11 @@ from tests.rig import environ
 HandlerFn = Callable[[Any, Any], Any]
 
 
+class SimulatedCrash(Exception):
+    """Raise inside a handler (from a test's hook) to make the invocation end as a killed
+    Lambda runtime does: no handler result, errorType Runtime.ExitError."""
+
+
 @dataclass(frozen=True)
 class FunctionSource:
     """Where a template function's code lives in the repository."""
@@ -187,6 +192,10 @@ class LocalLambdaRuntime:
             started = time.monotonic()
             try:
                 result: Any = self._handler(source)(event, context)
+                body = json.dumps(result)
+            except SimulatedCrash:
+                error_type = "Runtime.ExitError"
+                result = {"errorType": error_type, "errorMessage": "Runtime exited with error: signal: killed"}
                 body = json.dumps(result)
             except Exception as exc:  # noqa: BLE001 - the runtime reports any handler failure, as Lambda does
                 error_type = type(exc).__name__

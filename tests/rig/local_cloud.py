@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 
-from tests.rig import rds, secretsmanager
+from tests.rig import rds, s3, secretsmanager
 from tests.rig.emulator import Emulator, start_emulator
 from tests.rig.lambda_runtime import LocalLambdaRuntime
 from tests.rig.stack import REPO_ROOT, TEMPLATE_PATH, DeployedStack, StackDeployer
@@ -79,6 +79,7 @@ class LocalCloud:
 def start_local_cloud() -> LocalCloud:
     emulator = start_emulator()
     rds.install()
+    s3.install()
     secretsmanager.install()
     runtime = LocalLambdaRuntime(LAYER_DIRS)
     runtime.install()

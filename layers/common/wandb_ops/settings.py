@@ -44,3 +44,13 @@ class DeploymentSettings:
             wandb_url=optional("WANDB_URL"),
             database_secret_arn=optional("WANDB_DATABASE_SECRET_ARN"),
         )
+
+
+def whole_number(env: Mapping[str, str], name: str, parameter: str, low: int = 0, high: int = 2**63) -> int:
+    """A whole-number setting within bounds, or a ConfigurationError naming the stack parameter."""
+    value = env.get(name, "").strip()
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ConfigurationError(
+            f"{name}={value!r}: set the stack parameter {parameter} to a whole number {low}-{high}"
+        )
+    return int(value)

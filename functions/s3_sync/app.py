@@ -1,0 +1,72 @@
+"""S3 replica sync function: one step of the sync workflow per call (per the task's action)."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from wandb_ops import aws
+from wandb_ops.observability import logger, metrics, tracer
+from wandb_ops.posture import utcnow
+from wandb_ops.s3_sync_workflow import (
+    Clients,
+    CopyTask,
+    ManifestTask,
+    PlanTask,
+    PrepareTask,
+    SummaryTask,
+    SyncSettings,
+    SyncTask,
+    copy,
+    manifest,
+    plan,
+    prepare,
+    summary,
+    verify,
+)
+from wandb_ops.validation import parse_event
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    task = parse_event(SyncTask, event).root
+    settings = SyncSettings.from_env()
+    clients = Clients(
+        source=aws.client("s3", connections=settings.copy_concurrency),
+        replica=aws.client("s3", region=settings.replica_region, connections=settings.copy_concurrency),
+        work=aws.client("s3"),
+    )
+    logger.append_keys(action=task.action, run=None if isinstance(task, PrepareTask) else task.run.id)
+    with aws.throttling_as_retryable():
+        if isinstance(task, PrepareTask):
+            result = prepare(settings, clients, task, utcnow())
+        elif isinstance(task, PlanTask):
+            result = plan(settings, clients, task)
+        elif isinstance(task, ManifestTask):
+            result = manifest(clients, task)
+        elif isinstance(task, CopyTask):
+            result = copy(settings, clients, task)
+        elif isinstance(task, SummaryTask):
+            result = summary(settings, clients, task, utcnow())
+            _publish_metrics(result)
+        else:
+            result = verify(settings, clients, task)
+    logger.info("step done", extra={"result": {k: v for k, v in result.items() if k != "shards"}})
+    return result
+
+
+def _publish_metrics(result: dict[str, Any]) -> None:
+    counts = {
+        "ObjectsCompared": result["compared"]["objects"],
+        "ObjectsCopied": result["copied"]["objects"],
+        "ObjectsFailed": result["failed"]["objects"],
+        "ObjectsDeleted": result["deleted"]["objects"],
+        "DriftObjects": result["drift"]["objects"],
+        "VerifyMismatches": result["verify"].get("mismatched_count", 0),
+    }
+    for name, value in counts.items():
+        metrics.add_metric(name=f"S3Sync{name}", unit=MetricUnit.Count, value=value)
+    metrics.add_metric(name="S3SyncBytesCopied", unit=MetricUnit.Bytes, value=result["copied"]["bytes"])
+    metrics.add_metric(name="S3SyncDuration", unit=MetricUnit.Seconds, value=result["duration_seconds"])

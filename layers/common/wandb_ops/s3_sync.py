@@ -1,0 +1,331 @@
+"""Replica sync of the W&B bucket: compare two key-ordered listings, copy what differs
+server-side, delete (mirror mode only) what the source no longer has, check a sample.
+
+Everything here takes boto3 S3 clients as arguments; the workflow module
+(s3_sync_workflow) reads settings and moves plans and results through the work bucket.
+"""
+
+import hashlib
+import itertools
+import math
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from wandb_ops.aws import THROTTLING_CODES, error_code
+from wandb_ops.errors import AwsThrottledError
+
+# S3 limits (AWS S3 API reference): CopyObject copies up to 5 GiB; a multipart upload has
+# at most 10,000 parts of at least 5 MiB (except the last) and at most 5 GiB.
+COPY_OBJECT_LIMIT = 5 * 1024**3
+MAX_PARTS = 10_000
+MIN_PART_SIZE = 5 * 1024**2
+DELETE_OBJECTS_LIMIT = 1000
+# Headers S3 keeps with an object's content; CopyObject carries them, a multipart copy must set them.
+CONTENT_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl")
+CHANGED_SOURCE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One object as a listing shows it."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+Reason = Literal["new", "changed"]
+
+
+def listing(
+    s3: Any, bucket: str, prefix: str = "", start: str | None = None, end: str | None = None
+) -> Iterator[Entry]:
+    """The bucket's objects under ``prefix`` with ``start <= key < end``, in S3's (UTF-8 binary) key order.
+
+    StartAfter is exclusive, so the listing starts just before ``start`` and skips the few keys below it."""
+    parameters: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    if start:
+        parameters["StartAfter"] = start[:-1]
+    for page in s3.get_paginator("list_objects_v2").paginate(**parameters):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            if start and key < start:
+                continue
+            if end is not None and key >= end:
+                return
+            yield Entry(key, item["Size"], item["ETag"], item["LastModified"])
+
+
+def differs(source: Entry, replica: Entry) -> bool:
+    """Whether the replica's copy is out of date.
+
+    Sizes differ: changed. Equal ETags: the same bytes. Otherwise the ETags may differ only
+    because the copies are encrypted with different KMS keys or were uploaded in other
+    parts (such ETags are not MD5s of the content), so fall back to the time: the replica's
+    copy is older than the source's last write. This is `aws s3 sync`'s rule plus the ETag."""
+    if source.size != replica.size:
+        return True
+    if source.etag == replica.etag:
+        return False
+    return source.last_modified > replica.last_modified
+
+
+def merge_join(source: Iterable[Entry], replica: Iterable[Entry]) -> Iterator[tuple[Entry | None, Entry | None]]:
+    """Pairs of (source, replica) entries with the same key, or with one side None; constant memory."""
+    source_iter, replica_iter = iter(source), iter(replica)
+    left, right = next(source_iter, None), next(replica_iter, None)
+    while left is not None or right is not None:
+        if right is None or (left is not None and left.key < right.key):
+            yield left, None
+            left = next(source_iter, None)
+        elif left is None or right.key < left.key:
+            yield None, right
+            right = next(replica_iter, None)
+        else:
+            yield left, right
+            left, right = next(source_iter, None), next(replica_iter, None)
+
+
+# ---------------------------------------------------------------- sharding
+
+
+def common_prefixes(s3: Any, bucket: str, prefix: str) -> list[str]:
+    found: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        found.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+    return found
+
+
+def shard_boundaries(s3: Any, bucket: str, prefix: str, wanted: int, max_depth: int = 3) -> list[str]:
+    """Up to ``wanted - 1`` sorted cut points, taken from the bucket's "directories" a few levels
+    deep, so shards hold similar parts of the key space. Shard i covers keys in
+    [boundary[i-1], boundary[i]); together the shards cover every key whatever the cut points."""
+    if wanted <= 1:
+        return []
+    level = [prefix]
+    for _ in range(max_depth):
+        deeper = sorted(p for parent in level for p in common_prefixes(s3, bucket, parent))
+        if not deeper:
+            break
+        level = deeper
+        if len(level) >= wanted:
+            break
+    candidates = [p for p in level if p != prefix]
+    if not candidates:
+        return []
+    step = len(candidates) / wanted
+    picked = {candidates[min(len(candidates) - 1, math.floor(i * step))] for i in range(1, wanted)}
+    return sorted(picked)
+
+
+def ranges(boundaries: list[str]) -> list[tuple[str | None, str | None]]:
+    return list(itertools.pairwise([None, *boundaries, None]))
+
+
+# ---------------------------------------------------------------- copy
+
+
+@dataclass(frozen=True)
+class CopyItem:
+    key: str
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    source_bucket: str
+    replica_bucket: str
+    replica_kms_key_arn: str | None
+    multipart_threshold: int
+    part_size: int
+    concurrency: int
+
+
+Outcome = Literal["copied", "vanished", "failed", "throttled"]
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    key: str
+    outcome: Outcome
+    size: int = 0
+    error: str | None = None
+    retried_changed: int = 0
+
+
+def _encryption(options: CopyOptions) -> dict[str, str]:
+    if options.replica_kms_key_arn:
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": options.replica_kms_key_arn}
+    return {}  # the replica bucket's default encryption applies
+
+
+def part_ranges(size: int, part_size: int) -> list[tuple[int, int]]:
+    """Inclusive byte ranges; parts grow past ``part_size`` when 10,000 would not cover the object."""
+    size_per_part = max(part_size, MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
+    return [(start, min(start + size_per_part, size) - 1) for start in range(0, size, size_per_part)]
+
+
+def _copy_multipart(source: Any, replica: Any, options: CopyOptions, item: CopyItem) -> None:
+    """UploadPartCopy for objects CopyObject cannot take: metadata, content headers and tags
+    are read from the source version the plan saw (IfMatch) and set on the new upload."""
+    head = source.head_object(Bucket=options.source_bucket, Key=item.key, IfMatch=item.etag)
+    tags = source.get_object_tagging(Bucket=options.source_bucket, Key=item.key)["TagSet"]
+    create: dict[str, Any] = {
+        "Bucket": options.replica_bucket,
+        "Key": item.key,
+        "Metadata": head.get("Metadata", {}),
+        **{name: head[name] for name in CONTENT_HEADERS if head.get(name)},
+        **_encryption(options),
+    }
+    if tags:
+        create["Tagging"] = urllib.parse.urlencode([(t["Key"], t["Value"]) for t in tags])
+    upload_id = replica.create_multipart_upload(**create)["UploadId"]
+    try:
+        parts = []
+        for number, (first, last) in enumerate(part_ranges(head["ContentLength"], options.part_size), start=1):
+            copied = replica.upload_part_copy(
+                Bucket=options.replica_bucket,
+                Key=item.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": options.source_bucket, "Key": item.key},
+                CopySourceRange=f"bytes={first}-{last}",
+                CopySourceIfMatch=item.etag,
+            )
+            parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+        replica.complete_multipart_upload(
+            Bucket=options.replica_bucket, Key=item.key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+    except BaseException:
+        replica.abort_multipart_upload(Bucket=options.replica_bucket, Key=item.key, UploadId=upload_id)
+        raise
+
+
+NOT_FOUND = frozenset({"NoSuchKey", "404"})
+PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
+
+
+def _outcome_of_error(key: str, code: str) -> CopyResult:
+    if code in THROTTLING_CODES:
+        return CopyResult(key, "throttled", error=code)
+    if code in NOT_FOUND:
+        return CopyResult(key, "vanished")
+    return CopyResult(key, "failed", error=code)
+
+
+def _copy(source: Any, replica: Any, options: CopyOptions, item: CopyItem) -> None:
+    if item.size > options.multipart_threshold:
+        _copy_multipart(source, replica, options, item)
+        return
+    replica.copy_object(
+        Bucket=options.replica_bucket,
+        Key=item.key,
+        CopySource={"Bucket": options.source_bucket, "Key": item.key},
+        CopySourceIfMatch=item.etag,
+        MetadataDirective="COPY",
+        TaggingDirective="COPY",
+        **_encryption(options),
+    )
+
+
+def copy_object(source: Any, replica: Any, options: CopyOptions, item: CopyItem) -> CopyResult:
+    """Copy one object as the plan saw it (CopySourceIfMatch). If the source changed since,
+    copy its new version instead (a few times at most); if it is gone, report it vanished."""
+    current = item
+    for attempt in range(CHANGED_SOURCE_ATTEMPTS):
+        try:
+            _copy(source, replica, options, current)
+            return CopyResult(item.key, "copied", current.size, retried_changed=attempt)
+        except ClientError as exc:
+            if error_code(exc) not in PRECONDITION_FAILED:
+                return _outcome_of_error(item.key, error_code(exc))
+        try:
+            head = source.head_object(Bucket=options.source_bucket, Key=item.key)
+        except ClientError as exc:
+            return _outcome_of_error(item.key, error_code(exc))
+        current = CopyItem(item.key, head["ContentLength"], head["ETag"])
+    return CopyResult(item.key, "failed", error="SourceKeepsChanging", retried_changed=CHANGED_SOURCE_ATTEMPTS)
+
+
+def copy_all(source: Any, replica: Any, options: CopyOptions, items: list[CopyItem]) -> list[CopyResult]:
+    """Copy with bounded concurrency. If S3 still throttled some copies after the SDK's own
+    retries, raise so the state machine retries the whole batch later (a copy is idempotent)."""
+    with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
+        results = list(pool.map(lambda item: copy_object(source, replica, options, item), items))
+    throttled = [r for r in results if r.outcome == "throttled"]
+    if throttled:
+        raise AwsThrottledError(f"S3 throttled {len(throttled)} of {len(items)} copies in this batch (SlowDown)")
+    return results
+
+
+def delete_keys(replica: Any, bucket: str, keys: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """DeleteObjects in chunks; on a versioned replica each delete only adds a delete marker."""
+    deleted: list[str] = []
+    failed: list[dict[str, str]] = []
+    for start in range(0, len(keys), DELETE_OBJECTS_LIMIT):
+        chunk = keys[start : start + DELETE_OBJECTS_LIMIT]
+        response = replica.delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True}
+        )
+        errors = {e["Key"]: e.get("Code", "Error") for e in response.get("Errors", [])}
+        failed.extend({"key": key, "error": code} for key, code in errors.items())
+        deleted.extend(key for key in chunk if key not in errors)
+    return deleted, failed
+
+
+def versioning_enabled(replica: Any, bucket: str) -> bool:
+    return bool(replica.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled")
+
+
+# ---------------------------------------------------------------- verify
+
+
+SMALL_OBJECT_BYTES = 1024 * 1024
+
+
+def _described(s3: Any, bucket: str, key: str, read_body: bool) -> dict[str, Any]:
+    head = s3.head_object(Bucket=bucket, Key=key)
+    described: dict[str, Any] = {
+        "size": head["ContentLength"],
+        "metadata": head.get("Metadata", {}),
+        **{name: head.get(name) for name in CONTENT_HEADERS},
+        "tags": sorted((t["Key"], t["Value"]) for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]),
+        "kms_key": head.get("SSEKMSKeyId"),
+    }
+    if read_body and head["ContentLength"] <= SMALL_OBJECT_BYTES:
+        body = s3.get_object(Bucket=bucket, Key=key, IfMatch=head["ETag"])["Body"].read()
+        described["sha256"] = hashlib.sha256(body).hexdigest()
+    return described
+
+
+def verify_object(
+    source: Any, replica: Any, options: CopyOptions, key: str, kms_key_matches: Callable[[str | None], bool]
+) -> list[str]:
+    """What differs between the source object and its replica: size, metadata, content
+    headers, tags, the replica's KMS key, and for small objects the bytes themselves."""
+    try:
+        want = _described(source, options.source_bucket, key, read_body=True)
+    except ClientError as exc:
+        if error_code(exc) in NOT_FOUND:
+            return []  # deleted in the source since; the replica keeps it by design
+        raise
+    try:
+        have = _described(replica, options.replica_bucket, key, read_body="sha256" in want)
+    except ClientError as exc:
+        if error_code(exc) in NOT_FOUND:
+            return ["missing"]
+        raise
+    problems = [
+        name for name in ("size", "metadata", *CONTENT_HEADERS, "tags", "sha256") if want.get(name) != have.get(name)
+    ]
+    if not kms_key_matches(have["kms_key"]):
+        problems.append("kms_key")
+    return problems

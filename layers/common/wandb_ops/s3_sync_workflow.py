@@ -1,0 +1,506 @@
+"""The steps of the S3 replica sync workflow, one function action each.
+
+prepare -> plan (one per key-range shard, in parallel) -> manifest -> copy (one per batch,
+a Distributed Map) -> verify (a sample) -> summary. Plans, batches and results live in the
+stack's work bucket under ``s3-sync/<run>/``; the state carries only their keys and counts,
+so a bucket of any size fits Step Functions' 256 KiB state limit.
+"""
+
+import json
+import os
+import random
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import Field, RootModel
+
+from wandb_ops.aws import error_code
+from wandb_ops.errors import ConfigurationError, WandbOpsError
+from wandb_ops.models import StrictModel
+from wandb_ops.s3_sync import (
+    DELETE_OBJECTS_LIMIT,
+    CopyItem,
+    CopyOptions,
+    copy_all,
+    delete_keys,
+    differs,
+    listing,
+    merge_join,
+    ranges,
+    shard_boundaries,
+    verify_object,
+    versioning_enabled,
+)
+from wandb_ops.settings import whole_number
+
+EXAMPLES = 20  # keys listed in the output per category; the report in S3 has them all
+WORK_PREFIX = "s3-sync"
+
+
+class SyncRefusedError(WandbOpsError):
+    """The run cannot start as asked (a bucket is unreachable, mirror mode without versioning...)."""
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    source_bucket: str
+    replica_bucket: str
+    replica_region: str
+    replica_kms_key_arn: str | None
+    work_bucket: str
+    plan_shards: int
+    batch_objects: int
+    batch_bytes: int
+    copy_concurrency: int
+    multipart_threshold: int
+    part_size: int
+    tolerated_failures: int
+    verify_sample: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "SyncSettings":
+        env = os.environ if environ is None else environ
+
+        def text(name: str, parameter: str, required: bool = True) -> str:
+            value = env.get(name, "").strip()
+            if required and not value:
+                raise ConfigurationError(f"{name} is empty: set the stack parameter {parameter} and redeploy")
+            return value
+
+        return cls(
+            source_bucket=text("S3_SYNC_SOURCE_BUCKET", "FileStorageBucketName"),
+            replica_bucket=text("S3_SYNC_REPLICA_BUCKET", "S3ReplicaBucketName"),
+            replica_region=text("S3_SYNC_REPLICA_REGION", "S3ReplicaRegion", required=False)
+            or env.get("AWS_REGION", "us-east-1"),
+            replica_kms_key_arn=text("S3_SYNC_REPLICA_KMS_KEY_ARN", "S3ReplicaKmsKeyArn", required=False) or None,
+            work_bucket=text("S3_SYNC_WORK_BUCKET", "(template)"),
+            plan_shards=whole_number(env, "S3_SYNC_PLAN_SHARDS", "S3SyncPlanShards", 1, 1000),
+            batch_objects=whole_number(env, "S3_SYNC_BATCH_OBJECTS", "S3SyncBatchObjects", 1, 100_000),
+            batch_bytes=whole_number(env, "S3_SYNC_BATCH_BYTES", "(template)", 1),
+            copy_concurrency=whole_number(env, "S3_SYNC_COPY_CONCURRENCY", "S3SyncCopyConcurrency", 1, 256),
+            multipart_threshold=whole_number(env, "S3_SYNC_MULTIPART_THRESHOLD", "(template)", 1, 5 * 1024**3),
+            part_size=whole_number(env, "S3_SYNC_PART_SIZE", "(template)", 5 * 1024**2, 5 * 1024**3),
+            tolerated_failures=whole_number(env, "S3_SYNC_TOLERATED_FAILURES", "S3SyncToleratedFailures"),
+            verify_sample=whole_number(env, "S3_SYNC_VERIFY_SAMPLE", "S3SyncVerifySample", 0, 1000),
+        )
+
+
+@dataclass(frozen=True)
+class Clients:
+    source: Any
+    replica: Any  # in the replica's region: CopyObject runs where the destination bucket is
+    work: Any
+
+
+# ---------------------------------------------------------------- inputs
+
+BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+
+
+class SyncRequest(StrictModel):
+    """Workflow input. ``mode``: sync (copy what is missing or differs, never delete), mirror
+    (also delete replica objects the source no longer has; needs versioning on the replica),
+    verify (compare and report drift, copy nothing). ``dry_run`` plans and lists, changes nothing.
+    The buckets default to the stack's; the stack's role may only reach those."""
+
+    mode: Literal["sync", "mirror", "verify"] = "sync"
+    prefix: str = Field(default="", max_length=1024)
+    dry_run: bool = False
+    source_bucket: BucketName | None = None
+    replica_bucket: BucketName | None = None
+    source: Literal["schedule", "console", "demo", "test"] = "console"
+
+
+class Shard(StrictModel):
+    index: int = Field(ge=0)
+    start: str | None
+    end: str | None
+
+
+class Run(StrictModel):
+    """What prepare decided; every later step gets it back from the state."""
+
+    id: str
+    mode: Literal["sync", "mirror", "verify"]
+    dry_run: bool
+    prefix: str
+    source_bucket: str
+    replica_bucket: str
+    work_bucket: str
+    started_at: str
+    copy_objects: bool
+    delete_objects: bool
+    shards: list[Shard]
+
+    def key(self, *parts: str) -> str:
+        return "/".join((WORK_PREFIX, self.id, *parts))
+
+
+class PrepareTask(StrictModel):
+    action: Literal["prepare"]
+    input: SyncRequest
+    execution: str | None = None
+
+
+class PlanTask(StrictModel):
+    action: Literal["plan"]
+    run: Run
+    shard: Shard
+
+
+class ManifestTask(StrictModel):
+    action: Literal["manifest"]
+    run: Run
+
+
+class CopyTask(StrictModel):
+    action: Literal["copy"]
+    run: Run
+    batch: str = Field(min_length=1)
+
+
+class VerifyTask(StrictModel):
+    action: Literal["verify"]
+    run: Run
+
+
+class SummaryTask(StrictModel):
+    action: Literal["summary"]
+    run: Run
+    plans: list[dict[str, Any]]
+    verify: dict[str, Any]
+
+
+class SyncTask(
+    RootModel[
+        Annotated[
+            PrepareTask | PlanTask | ManifestTask | CopyTask | VerifyTask | SummaryTask,
+            Field(discriminator="action"),
+        ]
+    ]
+):
+    pass
+
+
+# ---------------------------------------------------------------- work bucket
+
+
+def _put_json(s3: Any, bucket: str, key: str, body: Any) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode(), ContentType="application/json")
+
+
+def _get_json(s3: Any, bucket: str, key: str) -> Any:
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def _keys_under(s3: Any, bucket: str, prefix: str) -> list[str]:
+    return [e.key for e in listing(s3, bucket, prefix)]
+
+
+def _copy_options(settings: SyncSettings, run: Run) -> CopyOptions:
+    return CopyOptions(
+        source_bucket=run.source_bucket,
+        replica_bucket=run.replica_bucket,
+        replica_kms_key_arn=settings.replica_kms_key_arn,
+        multipart_threshold=settings.multipart_threshold,
+        part_size=settings.part_size,
+        concurrency=settings.copy_concurrency,
+    )
+
+
+# ---------------------------------------------------------------- steps
+
+
+def _reachable(s3: Any, bucket: str, role: str, parameter: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in ("404", "NoSuchBucket"):
+            raise SyncRefusedError(
+                f"the {role} bucket {bucket} does not exist: check the stack parameter {parameter}"
+            ) from None
+        if code in ("403", "AccessDenied"):
+            raise SyncRefusedError(
+                f"the stack's role may not reach the {role} bucket {bucket}: only the bucket named by the stack "
+                f"parameter {parameter} is granted; redeploy with it to sync another bucket"
+            ) from None
+        raise
+
+
+def prepare(settings: SyncSettings, clients: Clients, task: PrepareTask, now: datetime) -> dict[str, Any]:
+    """Check the buckets and the mode, and cut the key space into shards. Changes nothing."""
+    request = task.input
+    source_bucket = request.source_bucket or settings.source_bucket
+    replica_bucket = request.replica_bucket or settings.replica_bucket
+    if source_bucket == replica_bucket:
+        raise SyncRefusedError(f"source and replica are the same bucket ({source_bucket}): name another replica")
+    if request.prefix.startswith("/"):
+        raise SyncRefusedError("field 'prefix' starts with '/': S3 keys have no leading slash; drop it")
+    _reachable(clients.source, source_bucket, "source", "FileStorageBucketName")
+    _reachable(clients.replica, replica_bucket, "replica", "S3ReplicaBucketName")
+    if request.mode == "mirror" and not request.dry_run and not versioning_enabled(clients.replica, replica_bucket):
+        raise SyncRefusedError(
+            f"mode 'mirror' deletes replica objects the source no longer has, so the replica {replica_bucket} "
+            "must keep old versions: enable versioning on it (aws s3api put-bucket-versioning "
+            "--versioning-configuration Status=Enabled), or run mode 'sync', which never deletes; "
+            "a dry run lists the deletes without versioning"
+        )
+    seed = task.execution or uuid.uuid4().hex
+    run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid5(uuid.NAMESPACE_URL, seed).hex[:8]}"
+    boundaries = shard_boundaries(clients.source, source_bucket, request.prefix, settings.plan_shards)
+    run = Run(
+        id=run_id,
+        mode=request.mode,
+        dry_run=request.dry_run,
+        prefix=request.prefix,
+        source_bucket=source_bucket,
+        replica_bucket=replica_bucket,
+        work_bucket=settings.work_bucket,
+        started_at=now.isoformat(),
+        copy_objects=request.mode != "verify" and not request.dry_run,
+        delete_objects=request.mode == "mirror" and not request.dry_run,
+        shards=[Shard(index=i, start=start, end=end) for i, (start, end) in enumerate(ranges(boundaries))],
+    )
+    return run.model_dump()
+
+
+class _BatchWriter:
+    """Cuts the work of one shard into batch files of bounded objects and bytes."""
+
+    def __init__(self, s3: Any, run: Run, shard: int, max_objects: int, max_bytes: int) -> None:
+        self._s3, self._run, self._shard = s3, run, shard
+        self._max_objects, self._max_bytes = max_objects, max_bytes
+        self._copy: list[dict[str, Any]] = []
+        self._delete: list[str] = []
+        self._bytes = 0
+        self.written: list[str] = []
+
+    def copy(self, item: CopyItem) -> None:
+        if self._copy and (len(self._copy) >= self._max_objects or self._bytes + item.size > self._max_bytes):
+            self._flush_copies()
+        self._copy.append({"key": item.key, "size": item.size, "etag": item.etag})
+        self._bytes += item.size
+
+    def delete(self, key: str) -> None:
+        if len(self._delete) >= min(self._max_objects, DELETE_OBJECTS_LIMIT):
+            self._write({"copy": [], "delete": self._delete})
+            self._delete = []
+        self._delete.append(key)
+
+    def _flush_copies(self) -> None:
+        self._write({"copy": self._copy, "delete": []})
+        self._copy, self._bytes = [], 0
+
+    def _write(self, body: dict[str, Any]) -> None:
+        key = self._run.key("batches", f"{self._shard:04d}-{len(self.written):06d}.json")
+        _put_json(self._s3, self._run.work_bucket, key, body)
+        self.written.append(key)
+
+    def close(self) -> None:
+        if self._copy:
+            self._flush_copies()
+        if self._delete:
+            self._write({"copy": [], "delete": self._delete})
+            self._delete = []
+
+
+def plan(settings: SyncSettings, clients: Clients, task: PlanTask) -> dict[str, Any]:
+    """Merge-join the two listings of one key range; write the work as batch files."""
+    run, shard = task.run, task.shard
+    writer = _BatchWriter(clients.work, run, shard.index, settings.batch_objects, settings.batch_bytes)
+    stats = {"compared_objects": 0, "compared_bytes": 0, "new": 0, "changed": 0, "to_copy_bytes": 0}
+    stats |= {"in_sync": 0, "replica_only": 0, "to_delete": 0}
+    examples: dict[str, list[str]] = {"new": [], "changed": [], "replica_only": []}
+    sample: list[str] = []
+    sampler = random.Random(f"{run.id}/{shard.index}")  # noqa: S311 - picks a verification sample, not a secret
+    sample_size = settings.verify_sample
+    pairs = merge_join(
+        listing(clients.source, run.source_bucket, run.prefix, shard.start, shard.end),
+        listing(clients.replica, run.replica_bucket, run.prefix, shard.start, shard.end),
+    )
+    for source, replica in pairs:
+        if source is None:
+            assert replica is not None
+            stats["replica_only"] += 1
+            if len(examples["replica_only"]) < EXAMPLES:
+                examples["replica_only"].append(replica.key)
+            if run.mode == "mirror":
+                stats["to_delete"] += 1
+                writer.delete(replica.key)
+            continue
+        stats["compared_objects"] += 1
+        stats["compared_bytes"] += source.size
+        if replica is not None and not differs(source, replica):
+            stats["in_sync"] += 1
+            # Reservoir sampling: a uniform sample of the objects found in sync, in constant memory.
+            if len(sample) < sample_size:
+                sample.append(source.key)
+            elif (slot := sampler.randrange(stats["in_sync"])) < sample_size:
+                sample[slot] = source.key
+            continue
+        reason = "new" if replica is None else "changed"
+        stats[reason] += 1
+        stats["to_copy_bytes"] += source.size
+        if len(examples[reason]) < EXAMPLES:
+            examples[reason].append(source.key)
+        writer.copy(CopyItem(source.key, source.size, source.etag))
+    writer.close()
+    _put_json(
+        clients.work,
+        run.work_bucket,
+        run.key("shards", f"{shard.index:04d}.json"),
+        {"batches": writer.written, "sample": sample},
+    )
+    return {"shard": shard.index, **stats, "batches": len(writer.written), "examples": examples}
+
+
+def manifest(clients: Clients, task: ManifestTask) -> dict[str, Any]:
+    """One JSON array of batch keys, in shard order: the Distributed Map's item reader input."""
+    run = task.run
+    batches: list[str] = []
+    for shard in run.shards:
+        batches.extend(
+            _get_json(clients.work, run.work_bucket, run.key("shards", f"{shard.index:04d}.json"))["batches"]
+        )
+    key = run.key("manifest.json")
+    _put_json(clients.work, run.work_bucket, key, [{"batch": batch} for batch in batches])
+    return {"key": key, "batches": len(batches)}
+
+
+def _result_key(run: Run, batch: str) -> str:
+    return run.key("results", batch.rsplit("/", 1)[-1])
+
+
+def copy(settings: SyncSettings, clients: Clients, task: CopyTask) -> dict[str, Any]:
+    """Copy and delete one batch. A retry repeats it: each copy and delete is idempotent."""
+    run = task.run
+    if not task.batch.startswith(run.key("batches") + "/"):
+        raise SyncRefusedError(f"field 'batch' is not a batch of run {run.id}: start the workflow, not this step")
+    batch = _get_json(clients.work, run.work_bucket, task.batch)
+    items = [CopyItem(i["key"], i["size"], i["etag"]) for i in batch["copy"]]
+    results = copy_all(clients.source, clients.replica, _copy_options(settings, run), items) if run.copy_objects else []
+    deleted: list[str] = []
+    failed = [{"key": r.key, "error": r.error or "Error"} for r in results if r.outcome == "failed"]
+    if batch["delete"] and run.delete_objects:
+        if not versioning_enabled(clients.replica, run.replica_bucket):
+            raise SyncRefusedError(
+                f"versioning is no longer enabled on the replica {run.replica_bucket}: refusing to delete; "
+                "enable it again and re-run"
+            )
+        deleted, delete_failures = delete_keys(clients.replica, run.replica_bucket, batch["delete"])
+        failed.extend(delete_failures)
+    copied = [r for r in results if r.outcome == "copied"]
+    outcome = {
+        "batch": task.batch,
+        "copied": len(copied),
+        "copied_bytes": sum(r.size for r in copied),
+        "copied_keys": [r.key for r in copied],
+        "vanished": sum(1 for r in results if r.outcome == "vanished"),
+        "changed_during_copy": sum(r.retried_changed for r in results),
+        "deleted": len(deleted),
+        "failed": failed,
+    }
+    _put_json(clients.work, run.work_bucket, _result_key(run, task.batch), outcome)
+    return {"batch": task.batch, "copied": outcome["copied"], "failed": len(failed)}
+
+
+def _kms_key_matches(expected: str | None) -> Any:
+    def matches(actual: str | None) -> bool:
+        # S3 reports the key ARN; the parameter may be an ARN or a key id.
+        return expected is None or (actual is not None and (actual == expected or actual.endswith(f"/{expected}")))
+
+    return matches
+
+
+def verify(settings: SyncSettings, clients: Clients, task: VerifyTask) -> dict[str, Any]:
+    """Deep-compare a sample of objects: some the plan found in sync, some just copied."""
+    run = task.run
+    keys: list[str] = []
+    for shard in run.shards:
+        keys.extend(_get_json(clients.work, run.work_bucket, run.key("shards", f"{shard.index:04d}.json"))["sample"])
+    if run.copy_objects:
+        result_keys = _keys_under(clients.work, run.work_bucket, run.key("results") + "/")
+        sampler = random.Random(run.id)  # noqa: S311 - picks a verification sample, not a secret
+        for result_key in sampler.sample(result_keys, min(4, len(result_keys))):
+            keys.extend(_get_json(clients.work, run.work_bucket, result_key)["copied_keys"][:EXAMPLES])
+    keys = list(dict.fromkeys(keys))
+    random.Random(run.id).shuffle(keys)  # noqa: S311 - picks a verification sample, not a secret
+    keys = keys[: settings.verify_sample]
+    options = _copy_options(settings, run)
+    matches = _kms_key_matches(settings.replica_kms_key_arn if run.copy_objects else None)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        problems = list(
+            pool.map(lambda key: verify_object(clients.source, clients.replica, options, key, matches), keys)
+        )
+    mismatched = [{"key": key, "differs": found} for key, found in zip(keys, problems, strict=True) if found]
+    return {"checked": len(keys), "mismatched": mismatched[:EXAMPLES], "mismatched_count": len(mismatched)}
+
+
+def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: datetime) -> dict[str, Any]:
+    """Totals of the plans and of every batch result; a batch without a result failed as a whole."""
+    run = task.run
+    totals = {name: sum(p[name] for p in task.plans) for name in task.plans[0] if name not in ("shard", "examples")}
+    examples = {
+        name: [key for p in task.plans for key in p["examples"][name]][:EXAMPLES]
+        for name in ("new", "changed", "replica_only")
+    }
+    copied = {"objects": 0, "bytes": 0}
+    vanished = changed_during_copy = deleted = 0
+    failed: list[dict[str, str]] = []
+    if run.copy_objects and totals["batches"]:
+        batches = [i["batch"] for i in _get_json(clients.work, run.work_bucket, run.key("manifest.json"))]
+        done = set(_keys_under(clients.work, run.work_bucket, run.key("results") + "/"))
+        for batch in batches:
+            result_key = _result_key(run, batch)
+            if result_key not in done:
+                lost = _get_json(clients.work, run.work_bucket, batch)
+                failed.extend({"key": i["key"], "error": "BatchFailed"} for i in lost["copy"])
+                failed.extend({"key": key, "error": "BatchFailed"} for key in lost["delete"])
+                continue
+            result = _get_json(clients.work, run.work_bucket, result_key)
+            copied["objects"] += result["copied"]
+            copied["bytes"] += result["copied_bytes"]
+            vanished += result["vanished"]
+            changed_during_copy += result["changed_during_copy"]
+            deleted += result["deleted"]
+            failed.extend(result["failed"])
+    drift = totals["new"] + totals["changed"] + (totals["replica_only"] if run.mode == "mirror" else 0)
+    if len(failed) > settings.tolerated_failures or task.verify.get("mismatched_count"):
+        status = "failed"
+    elif run.mode == "verify" and drift:
+        status = "drift"
+    else:
+        status = "ok"
+    report_key = run.key("report.json")
+    report = {
+        "run": run.id,
+        "mode": run.mode,
+        "dry_run": run.dry_run,
+        "source_bucket": run.source_bucket,
+        "replica_bucket": run.replica_bucket,
+        "prefix": run.prefix,
+        "status": status,
+        "compared": {"objects": totals["compared_objects"], "bytes": totals["compared_bytes"]},
+        "to_copy": {"objects": totals["new"] + totals["changed"], "bytes": totals["to_copy_bytes"]}
+        | {"new": totals["new"], "changed": totals["changed"]},
+        "copied": copied,
+        "skipped": {"in_sync": totals["in_sync"], "vanished": vanished},
+        "changed_during_copy": changed_during_copy,
+        "failed": {"objects": len(failed), "tolerated": settings.tolerated_failures, "keys": failed[:EXAMPLES]},
+        "replica_only": {"objects": totals["replica_only"], "keys": examples["replica_only"]},
+        "deleted": {"objects": deleted, "planned": totals["to_delete"]},
+        "drift": {"objects": drift, "new": examples["new"], "changed": examples["changed"]},
+        "verify": task.verify,
+        "batches": totals["batches"],
+        "shards": len(run.shards),
+        "duration_seconds": round((now - datetime.fromisoformat(run.started_at)).total_seconds(), 1),
+        "report": f"s3://{run.work_bucket}/{report_key}",
+    }
+    _put_json(clients.work, run.work_bucket, report_key, report | {"failed_keys": failed})
+    return report

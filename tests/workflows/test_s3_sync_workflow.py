@@ -1,0 +1,379 @@
+"""The S3 replica sync end to end: the real definition in the interpreter (its Distributed
+Map included), the real handler for every task, the emulator's S3 and KMS."""
+
+import hashlib
+import secrets
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from tests.rig.lambda_runtime import SimulatedCrash
+from tests.rig.local_cloud import Execution, LocalCloud
+from tests.rig.stack import DeployedStack
+from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb
+from tests.workflows.notifications import TopicInbox
+
+MACHINE = "S3SyncStateMachine"
+FUNCTION = "S3SyncFunction"
+
+
+def _deploy(cloud: LocalCloud, wandb: SimulatedWandb, **parameters: str) -> DeployedStack:
+    return cloud.deploy({**wandb.stack_parameters(), **parameters})
+
+
+@pytest.fixture
+def sync_stack(cloud: LocalCloud, wandb: SimulatedWandb) -> DeployedStack:
+    return _deploy(cloud, wandb)
+
+
+def _run(cloud: LocalCloud, stack: DeployedStack, **workflow_input: Any) -> Execution:
+    return cloud.run(stack.state_machine_arns[MACHINE], {"source": "test", **workflow_input}, timeout_s=300)
+
+
+def _objects(bucket: str) -> dict[str, dict[str, Any]]:
+    """Key -> size and sha256 of the body of every current object."""
+    s3 = boto3.client("s3")
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            found[item["Key"]] = {"size": item["Size"], "sha256": hashlib.sha256(body).hexdigest()}
+    return found
+
+
+def _replica(stack: DeployedStack) -> str:
+    return stack.outputs["S3ReplicaBucketName"]
+
+
+def _copies(cloud: LocalCloud) -> list[dict[str, Any]]:
+    return [i.result for i in cloud.runtime.invocations_of(FUNCTION) if i.event.get("action") == "copy"]
+
+
+def test_first_sync_copies_everything_and_a_second_run_copies_nothing(
+    cloud: LocalCloud, wandb: SimulatedWandb, sync_stack: DeployedStack
+) -> None:
+    first = _run(cloud, sync_stack)
+    assert first.status == "SUCCEEDED", first.cause
+    assert _objects(_replica(sync_stack)) == _objects(wandb.bucket_name)
+    summary = first.output
+    assert summary["status"] == "ok"
+    assert summary["compared"]["objects"] == summary["copied"]["objects"] == wandb.object_count
+    assert summary["to_copy"]["new"] == wandb.object_count and summary["failed"]["objects"] == 0
+    assert summary["verify"]["checked"] > 0 and summary["verify"]["mismatched_count"] == 0
+
+    cloud.runtime.invocations.clear()
+    second = _run(cloud, sync_stack)
+    assert second.status == "SUCCEEDED", second.cause
+    assert second.output["copied"]["objects"] == 0 and second.output["to_copy"]["objects"] == 0
+    assert second.output["skipped"]["in_sync"] == wandb.object_count
+    assert _copies(cloud) == [] and "CopyBatches" not in second.states_entered()
+
+
+def _put(bucket: str, key: str, body: bytes = b"", **extra: Any) -> None:
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body, **extra)
+
+
+def _current_keys(bucket: str) -> set[str]:
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+
+def test_changed_new_and_deleted_objects_sync_keeps_deletes_mirror_removes_them(
+    cloud: LocalCloud, wandb: SimulatedWandb, sync_stack: DeployedStack
+) -> None:
+    assert _run(cloud, sync_stack).status == "SUCCEEDED"
+    source, replica = wandb.bucket_name, _replica(sync_stack)
+    existing = sorted(_current_keys(source))
+    _put(source, existing[0], b"rewritten with other bytes")
+    _put(source, "wandb/wandb/runs/run-999/files/new.log", b"new")
+    boto3.client("s3").delete_object(Bucket=source, Key=existing[1])
+
+    synced = _run(cloud, sync_stack)
+    assert synced.status == "SUCCEEDED", synced.cause
+    assert synced.output["to_copy"] | {"bytes": 0} == {"objects": 2, "bytes": 0, "new": 1, "changed": 1}
+    assert synced.output["replica_only"]["keys"] == [existing[1]] and synced.output["deleted"]["objects"] == 0
+    mirrored_except_delete = _objects(source) | {existing[1]: _objects(replica)[existing[1]]}
+    assert _objects(replica) == mirrored_except_delete  # the deleted object stays recoverable
+
+    dry = _run(cloud, sync_stack, mode="mirror", dry_run=True)
+    assert dry.status == "SUCCEEDED", dry.cause
+    assert dry.output["deleted"] == {"objects": 0, "planned": 1} and existing[1] in _current_keys(replica)
+
+    mirror = _run(cloud, sync_stack, mode="mirror")
+    assert mirror.status == "SUCCEEDED", mirror.cause
+    assert mirror.output["deleted"] == {"objects": 1, "planned": 1}
+    assert _objects(replica) == _objects(source)
+    versions = boto3.client("s3").list_object_versions(Bucket=replica, Prefix=existing[1])
+    assert [v["Key"] for v in versions["Versions"]] == [existing[1]]  # the copy is still there, behind a marker
+    assert [m["Key"] for m in versions["DeleteMarkers"]] == [existing[1]]
+
+
+def test_mirror_refuses_an_unversioned_replica_and_changes_nothing(cloud: LocalCloud, wandb: SimulatedWandb) -> None:
+    boto3.client("s3").create_bucket(Bucket="unversioned-replica")
+    _put("unversioned-replica", "only-in-replica.txt", b"keep me")
+    stack = _deploy(cloud, wandb, S3ReplicaBucketName="unversioned-replica")
+    inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
+
+    refused = _run(cloud, stack, mode="mirror")
+    assert refused.status == "FAILED"
+    [notification] = inbox.received()
+    assert "enable versioning on it" in notification.message and "SyncRefusedError" in notification.message
+    assert _current_keys("unversioned-replica") == {"only-in-replica.txt"}
+    assert [i.event["action"] for i in cloud.runtime.invocations_of(FUNCTION)] == ["prepare"]
+
+    dry = _run(cloud, stack, mode="mirror", dry_run=True)
+    assert dry.status == "SUCCEEDED", dry.cause
+    assert dry.output["replica_only"]["keys"] == ["only-in-replica.txt"] and dry.output["deleted"]["planned"] == 1
+    assert _current_keys("unversioned-replica") == {"only-in-replica.txt"}
+
+
+AWKWARD_KEYS = [
+    "wandb/with space/file name.txt",
+    "wandb/unicode/ünïcødé-数据-😀.json",
+    "wandb/plus+sign/a+b=c.bin",
+    "wandb/percent/100%25 done %2F not a slash.txt",
+    "wandb/" + "/".join(f"level{i}" for i in range(40)) + "/deep.txt",
+    "wandb/long/" + "x" * (1024 - len("wandb/long/") - 4) + ".txt",
+    "wandb/zero/empty-object",
+]
+
+
+def test_awkward_keys_zero_bytes_metadata_and_tags_arrive_intact(
+    cloud: LocalCloud, wandb: SimulatedWandb, sync_stack: DeployedStack
+) -> None:
+    for index, key in enumerate(AWKWARD_KEYS):
+        _put(wandb.bucket_name, key, b"" if "zero" in key else secrets.token_bytes(100 + index))
+    _put(
+        wandb.bucket_name,
+        "wandb/artifacts/model.safetensors",
+        b"weights",
+        Metadata={"wandb-artifact": "model:v3", "sha": "abc123"},
+        ContentType="application/octet-stream",
+        ContentEncoding="identity",
+        ContentDisposition='attachment; filename="model.safetensors"',
+        CacheControl="max-age=60",
+        ContentLanguage="en",
+        Tagging="team=research&retain=yes",
+    )
+    execution = _run(cloud, sync_stack)
+    assert execution.status == "SUCCEEDED", execution.cause
+    replica = _replica(sync_stack)
+    assert _objects(replica) == _objects(wandb.bucket_name)
+    s3 = boto3.client("s3")
+    head = s3.head_object(Bucket=replica, Key="wandb/artifacts/model.safetensors")
+    assert head["Metadata"] == {"wandb-artifact": "model:v3", "sha": "abc123"}
+    assert (head["ContentType"], head["ContentEncoding"], head["CacheControl"], head["ContentLanguage"]) == (
+        "application/octet-stream",
+        "identity",
+        "max-age=60",
+        "en",
+    )
+    assert head["ContentDisposition"] == 'attachment; filename="model.safetensors"'
+    tags = s3.get_object_tagging(Bucket=replica, Key="wandb/artifacts/model.safetensors")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("retain", "yes"), ("team", "research")]
+    assert _run(cloud, sync_stack).output["to_copy"]["objects"] == 0
+
+
+def test_copies_are_encrypted_with_the_replica_key(cloud: LocalCloud, wandb: SimulatedWandb) -> None:
+    replica_key = boto3.client("kms").create_key(Description="replica key")["KeyMetadata"]["Arn"]
+    stack = _deploy(cloud, wandb, S3ReplicaKmsKeyArn=replica_key)
+    execution = _run(cloud, stack)
+    assert execution.status == "SUCCEEDED", execution.cause
+    s3 = boto3.client("s3")
+    for key in _current_keys(_replica(stack)):
+        head = s3.head_object(Bucket=_replica(stack), Key=key)
+        assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", replica_key)
+    assert _objects(_replica(stack)) == _objects(wandb.bucket_name)
+
+
+def test_large_objects_take_the_multipart_copy_path(
+    cloud: LocalCloud, wandb: SimulatedWandb, sync_stack: DeployedStack
+) -> None:
+    mib = 1024 * 1024
+    sync_stack.set_function_environment(
+        FUNCTION, S3_SYNC_MULTIPART_THRESHOLD=str(8 * mib), S3_SYNC_PART_SIZE=str(5 * mib)
+    )
+    _put(
+        wandb.bucket_name,
+        "wandb/artifacts/big checkpoint.pt",
+        secrets.token_bytes(12 * mib + 17),
+        Metadata={"step": "1000"},
+        ContentType="application/x-pytorch",
+        Tagging="kind=checkpoint",
+    )
+    execution = _run(cloud, sync_stack)
+    assert execution.status == "SUCCEEDED", execution.cause
+    replica = _replica(sync_stack)
+    assert _objects(replica) == _objects(wandb.bucket_name)
+    head = boto3.client("s3").head_object(Bucket=replica, Key="wandb/artifacts/big checkpoint.pt")
+    assert head["ETag"].endswith('-3"')  # three parts: 5 MiB, 5 MiB, the rest
+    assert (head["Metadata"], head["ContentType"]) == ({"step": "1000"}, "application/x-pytorch")
+    tags = boto3.client("s3").get_object_tagging(Bucket=replica, Key="wandb/artifacts/big checkpoint.pt")["TagSet"]
+    assert tags == [{"Key": "kind", "Value": "checkpoint"}]
+    assert boto3.client("s3").list_multipart_uploads(Bucket=replica).get("Uploads", []) == []
+
+
+@pytest.fixture
+def s3_hook() -> Iterator[Callable[[str, Callable[..., Any]], None]]:
+    """Register a botocore before-call hook on the S3 operation for the test's duration: it sees
+    every request the functions make (they build their clients from the default session)."""
+    registered: list[tuple[str, Callable[..., Any]]] = []
+
+    def register(operation: str, hook: Callable[..., Any]) -> None:
+        event = f"before-call.s3.{operation}"
+        boto3.DEFAULT_SESSION.events.register(event, hook)
+        registered.append((event, hook))
+
+    yield register
+    for event, hook in registered:
+        boto3.DEFAULT_SESSION.events.unregister(event, hook)
+
+
+def _is_request_for(request: dict[str, Any], key: str) -> bool:
+    """before-call hooks see the serialized request: the key is the end of its URL path."""
+    return urllib.parse.unquote(request["url_path"]).endswith("/" + key)
+
+
+def _error_response(status: int, code: str) -> tuple[AWSResponse, dict[str, Any]]:
+    parsed = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return AWSResponse("https://s3.amazonaws.com", status, {}, None), parsed
+
+
+def test_an_object_changed_between_plan_and_copy_is_copied_in_its_new_version(
+    cloud: LocalCloud,
+    wandb: SimulatedWandb,
+    sync_stack: DeployedStack,
+    s3_hook: Callable[[str, Callable[..., Any]], None],
+) -> None:
+    [target, *_] = sorted(_current_keys(wandb.bucket_name))
+    rewritten = threading.Event()
+
+    def rewrite_before_its_copy(params: dict[str, Any], **_: Any) -> None:
+        if _is_request_for(params, target) and not rewritten.is_set():
+            rewritten.set()
+            _put(wandb.bucket_name, target, b"written while the sync ran")
+
+    s3_hook("CopyObject", rewrite_before_its_copy)
+    execution = _run(cloud, sync_stack)
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert execution.output["changed_during_copy"] == 1
+    body = boto3.client("s3").get_object(Bucket=_replica(sync_stack), Key=target)["Body"].read()
+    assert body == b"written while the sync ran"
+    assert _objects(_replica(sync_stack)) == _objects(wandb.bucket_name)
+
+
+def test_throttling_and_a_crash_mid_batch_converge_on_retry(
+    cloud: LocalCloud,
+    wandb: SimulatedWandb,
+    sync_stack: DeployedStack,
+    s3_hook: Callable[[str, Callable[..., Any]], None],
+) -> None:
+    sync_stack.set_function_environment(FUNCTION, S3_SYNC_COPY_CONCURRENCY="1")
+    calls = {"n": 0}
+    lock = threading.Lock()
+
+    def throttle_then_crash(**_: Any) -> Any:
+        with lock:
+            calls["n"] += 1
+            n = calls["n"]
+        if n in (3, 4):
+            return _error_response(503, "SlowDown")  # still throttled after the SDK's retries
+        if n == wandb.object_count + 10:
+            raise SimulatedCrash  # the runtime dies halfway through the retried batch
+        return None
+
+    s3_hook("CopyObject", throttle_then_crash)
+    execution = _run(cloud, sync_stack)
+    assert execution.status == "SUCCEEDED", execution.cause
+    attempts = [i for i in cloud.runtime.invocations_of(FUNCTION) if i.event["action"] == "copy"]
+    assert [i.error_type for i in attempts] == ["AwsThrottledError", "Runtime.ExitError", None]
+    assert execution.output["copied"]["objects"] == wandb.object_count
+    assert execution.output["failed"]["objects"] == 0
+    assert _objects(_replica(sync_stack)) == _objects(wandb.bucket_name)
+
+
+def test_failed_objects_are_listed_and_fail_the_run_beyond_the_tolerance(
+    cloud: LocalCloud,
+    wandb: SimulatedWandb,
+    s3_hook: Callable[[str, Callable[..., Any]], None],
+) -> None:
+    [denied, *_] = sorted(_current_keys(wandb.bucket_name))
+
+    def deny_one(params: dict[str, Any], **_: Any) -> Any:
+        return _error_response(403, "AccessDenied") if _is_request_for(params, denied) else None
+
+    s3_hook("CopyObject", deny_one)
+    stack = _deploy(cloud, wandb)
+    inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
+    failed = _run(cloud, stack)
+    assert failed.status == "FAILED" and "NotifyIncomplete" in failed.states_entered()
+    [notification] = inbox.received()
+    assert "1 objects failed (tolerated 0)" in notification.message
+
+    tolerant = cloud.deploy({**wandb.stack_parameters(), "S3SyncToleratedFailures": "1"}, stack_name="tolerant")
+    passed = _run(cloud, tolerant)
+    assert passed.status == "SUCCEEDED", passed.cause
+    assert passed.output["failed"]["keys"] == [{"key": denied, "error": "AccessDenied"}]
+    assert _current_keys(_replica(tolerant)) == _current_keys(wandb.bucket_name) - {denied}
+
+
+def test_an_empty_source_bucket_syncs_nothing(cloud: LocalCloud) -> None:
+    empty = seed_wandb(objects=0)
+    stack = _deploy(cloud, empty)
+    execution = _run(cloud, stack)
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert execution.output["compared"] == {"objects": 0, "bytes": 0} and execution.output["batches"] == 0
+    assert _current_keys(_replica(stack)) == set()
+
+
+def test_thousands_of_objects_in_many_shards_and_batches(cloud: LocalCloud) -> None:
+    big = seed_wandb(objects=1500)
+    stack = _deploy(cloud, big, S3SyncBatchObjects="400")
+    execution = _run(cloud, stack)
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert execution.output["copied"]["objects"] == 1500
+    assert execution.output["shards"] > 1 and execution.output["batches"] >= 4
+    assert _current_keys(_replica(stack)) == _current_keys(big.bucket_name)
+    assert _run(cloud, stack).output["skipped"]["in_sync"] == 1500
+
+
+def test_a_replica_in_another_region(cloud: LocalCloud, wandb: SimulatedWandb) -> None:
+    west = boto3.client("s3", region_name="us-west-2")
+    west.create_bucket(Bucket="wandb-replica-west", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    stack = _deploy(cloud, wandb, S3ReplicaBucketName="wandb-replica-west", S3ReplicaRegion="us-west-2")
+    execution = _run(cloud, stack)
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert _objects("wandb-replica-west") == _objects(wandb.bucket_name)
+    assert west.get_bucket_location(Bucket="wandb-replica-west")["LocationConstraint"] == "us-west-2"
+
+
+def test_verify_mode_counts_and_lists_drift_and_copies_nothing(
+    cloud: LocalCloud, wandb: SimulatedWandb, sync_stack: DeployedStack
+) -> None:
+    assert _run(cloud, sync_stack).status == "SUCCEEDED"
+    replica = _replica(sync_stack)
+    first, second, *_ = sorted(_current_keys(replica))
+    boto3.client("s3").delete_object(Bucket=replica, Key=first)
+    _put(replica, second, b"tampered")
+    cloud.runtime.invocations.clear()
+
+    verified = _run(cloud, sync_stack, mode="verify")
+    assert verified.status == "SUCCEEDED", verified.cause
+    assert verified.output["status"] == "drift" and verified.output["drift"]["objects"] == 2
+    assert (verified.output["drift"]["new"], verified.output["drift"]["changed"]) == ([first], [second])
+    assert _copies(cloud) == [] and first not in _current_keys(replica)
+
+
+def test_invalid_input_is_refused_before_anything_is_written(cloud: LocalCloud, sync_stack: DeployedStack) -> None:
+    execution = _run(cloud, sync_stack, mode="copy-everything", prefx="wandb/")
+    assert execution.status == "FAILED"
+    [prepare] = cloud.runtime.invocations_of(FUNCTION)
+    assert prepare.error_type == "InvalidInputError"
+    assert "input.mode'" in prepare.result["errorMessage"] and "input.prefx" in prepare.result["errorMessage"]
+    work = sync_stack.physical_ids["S3SyncWorkBucket"]
+    assert _current_keys(work) == set() and _current_keys(_replica(sync_stack)) == set()
