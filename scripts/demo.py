@@ -193,6 +193,42 @@ def run_tfstate_backup(demo: Demo) -> None:
     print("Restore helper lists backend/default: " + ", ".join(f"serial {b['serial']}" for b in backups))
 
 
+def run_s3_sync(demo: Demo) -> None:
+    cloud, stack, wandb = demo.cloud, demo.stack, demo.wandb
+    heading("Workflow: S3 replica sync")
+    arn = stack.state_machine_arns["S3SyncStateMachine"]
+    replica = stack.outputs["S3ReplicaBucketName"]
+    s3 = boto3.client("s3")
+
+    def run(label: str, workflow_input: dict[str, object]) -> None:
+        started = time.monotonic()
+        execution = cloud.run(arn, {**workflow_input, "source": "demo"}, timeout_s=300)
+        show_execution(label, execution, time.monotonic() - started)
+        out = execution.output or {}
+        if out:
+            print(
+                f"  compared {out['compared']['objects']}, copied {out['copied']['objects']}"
+                f" ({out['copied']['bytes']} bytes), in sync {out['skipped']['in_sync']},"
+                f" failed {out['failed']['objects']}, replica-only {out['replica_only']['objects']},"
+                f" deleted {out['deleted']['objects']} (planned {out['deleted']['planned']}),"
+                f" drift {out['drift']['objects']}, sample checked {out['verify']['checked']}"
+                f" ({out['verify']['mismatched_count']} differ), status {out['status']}"
+            )
+
+    print(f"Source {wandb.bucket_name} -> replica {replica} (created by the stack, versioned)")
+    run("first sync", {"mode": "sync"})
+    run("second sync (nothing to do)", {"mode": "sync"})
+    keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=wandb.bucket_name)["Contents"])
+    s3.put_object(Bucket=wandb.bucket_name, Key=keys[0], Body=b"rewritten by a W&B run")
+    s3.put_object(Bucket=wandb.bucket_name, Key="wandb/wandb/runs/run-new/files/new file.log", Body=b"new")
+    s3.delete_object(Bucket=wandb.bucket_name, Key=keys[1])
+    print("Changed one object, added one, deleted one in the source.")
+    run("verify (reports drift, copies nothing)", {"mode": "verify"})
+    run("sync (copies two, keeps the deleted one in the replica)", {"mode": "sync"})
+    run("mirror dry run (lists the delete)", {"mode": "mirror", "dry_run": True})
+    run("mirror (deletes it; versioning keeps it recoverable)", {"mode": "mirror"})
+
+
 def run_credential_rotation(demo: Demo) -> None:
     heading("Workflow: credential rotation (W&B on Kubernetes)")
     if demo.engine is None or demo.kubernetes is None:
@@ -246,6 +282,7 @@ WORKFLOWS: dict[str, Callable[[Demo], None]] = {
     "DbSnapshotStateMachine": run_db_snapshot,
     "DbRestoreCheckStateMachine": run_db_restore_check,
     "TfStateBackupStateMachine": run_tfstate_backup,
+    "S3SyncStateMachine": run_s3_sync,
     "CredentialRotationStateMachine": run_credential_rotation,
 }
 
