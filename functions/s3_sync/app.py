@@ -37,6 +37,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         source=aws.client("s3", connections=settings.copy_concurrency),
         replica=aws.client("s3", region=settings.replica_region, connections=settings.copy_concurrency),
         work=aws.client("s3"),
+        cloudwatch=aws.client("cloudwatch"),
     )
     logger.append_keys(action=task.action, run=None if isinstance(task, PrepareTask) else task.run.id)
     with aws.throttling_as_retryable():

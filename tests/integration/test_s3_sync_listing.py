@@ -1,10 +1,13 @@
 """Listing and sharding against the emulator's S3: the shards of a bucket cover every key
 exactly once, in S3's key order, whatever the keys look like."""
 
+from datetime import UTC, datetime
+
 import boto3
 
 from tests.rig.local_cloud import LocalCloud
 from wandb_ops.s3_sync import listing, ranges, shard_boundaries
+from wandb_ops.s3_sync_workflow import Clients, SyncSettings, estimated_objects, shard_count
 
 KEYS = [
     "top-level-file",
@@ -42,3 +45,42 @@ def test_an_empty_bucket_is_one_shard_with_nothing_in_it(cloud: LocalCloud) -> N
     s3.create_bucket(Bucket="empty-source")
     assert shard_boundaries(s3, "empty-source", "", 16) == []
     assert list(listing(s3, "empty-source")) == []
+
+
+def _settings(**overrides: str) -> SyncSettings:
+    return SyncSettings.from_env(
+        {
+            "S3_SYNC_SOURCE_BUCKET": "sized",
+            "S3_SYNC_REPLICA_BUCKET": "sized-replica",
+            "S3_SYNC_WORK_BUCKET": "work",
+            "S3_SYNC_PLAN_SHARDS": "64",
+            "S3_SYNC_OBJECTS_PER_SHARD": "2000000",
+            "S3_SYNC_BATCH_OBJECTS": "1000",
+            "S3_SYNC_BATCH_BYTES": "1000000",
+            "S3_SYNC_COPY_CONCURRENCY": "4",
+            "S3_SYNC_MULTIPART_THRESHOLD": "8000000",
+            "S3_SYNC_PART_SIZE": "5242880",
+            "S3_SYNC_TOLERATED_FAILURES": "0",
+            "S3_SYNC_VERIFY_SAMPLE": "0",
+            **overrides,
+        }
+    )
+
+
+def test_the_shard_count_follows_the_bucket_size(cloud: LocalCloud) -> None:
+    s3, cloudwatch = boto3.client("s3"), boto3.client("cloudwatch")
+    s3.create_bucket(Bucket="sized")
+    clients = Clients(source=s3, replica=s3, work=s3, cloudwatch=cloudwatch)
+    now = datetime.now(UTC)
+    for index in range(10):
+        s3.put_object(Bucket="sized", Key=f"k{index}", Body=b"")
+    assert shard_count(clients, _settings(), "sized", "", now) == 1  # one page holds it all
+    for index in range(10, 1001):
+        s3.put_object(Bucket="sized", Key=f"k{index}", Body=b"")
+    # The emulator publishes S3's NumberOfObjects storage metric, as S3 does daily.
+    assert estimated_objects(cloudwatch, "sized", now) == 1001
+    assert shard_count(clients, _settings(), "sized", "", now) == 2  # at least two once a page is not enough
+    assert shard_count(clients, _settings(S3_SYNC_OBJECTS_PER_SHARD="100"), "sized", "", now) == 11
+    assert (
+        shard_count(clients, _settings(S3_SYNC_OBJECTS_PER_SHARD="100", S3_SYNC_PLAN_SHARDS="8"), "sized", "", now) == 8
+    )

@@ -2,13 +2,24 @@
 
 import itertools
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wandb_ops.s3_sync import COPY_OBJECT_LIMIT, MAX_PARTS, MIN_PART_SIZE, Entry, differs, merge_join, part_ranges
+from wandb_ops.s3_sync import (
+    COPY_OBJECT_LIMIT,
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    Entry,
+    differs,
+    merge_join,
+    part_ranges,
+    read_ahead,
+)
 from wandb_ops.s3_sync_workflow import PrepareTask, SyncRequest
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
@@ -58,3 +69,16 @@ def test_the_events_in_the_repository_are_valid_inputs() -> None:
     PrepareTask.model_validate(json.loads((events / "s3-sync.json").read_text()))
     for path in events.glob("s3-sync-*statemachine.json"):
         SyncRequest.model_validate(json.loads(path.read_text()))
+
+
+def test_read_ahead_yields_everything_in_order_and_passes_errors_on() -> None:
+    assert list(read_ahead(iter(range(5000)), depth=7)) == list(range(5000))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise RuntimeError("listing failed")
+
+    reader = read_ahead(failing())
+    assert next(reader) == 1
+    with pytest.raises(RuntimeError, match="listing failed"):
+        next(reader)

@@ -97,6 +97,7 @@ def test_iam_statements_name_their_actions(owner: str, statement: dict[str, Any]
             "xray:GetSamplingTargets",
             "secretsmanager:GetRandomPassword",
             "rds:DescribeAccountAttributes",
+            "cloudwatch:GetMetricStatistics",
             "ec2:CreateNetworkInterface",
             "ec2:DescribeNetworkInterfaces",
             "ec2:DeleteNetworkInterface",

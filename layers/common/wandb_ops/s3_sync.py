@@ -8,6 +8,8 @@ Everything here takes boto3 S3 clients as arguments; the workflow module
 import hashlib
 import itertools
 import math
+import queue
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +77,45 @@ def differs(source: Entry, replica: Entry) -> bool:
     if source.etag == replica.etag:
         return False
     return source.last_modified > replica.last_modified
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def read_ahead[T](items: Iterable[T], depth: int = 2000) -> Iterator[T]:
+    """Yield ``items`` while a thread already fetches the next ones (at most ``depth`` ahead), so
+    the two listings of a merge join wait on S3 at the same time rather than one after the other."""
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def fill() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_END)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            buffer.put(_Failed(exc))
+
+    threading.Thread(target=fill, daemon=True, name="read-ahead").start()
+    try:
+        while (item := buffer.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
 
 
 def merge_join(source: Iterable[Entry], replica: Iterable[Entry]) -> Iterator[tuple[Entry | None, Entry | None]]:
@@ -289,43 +330,63 @@ def versioning_enabled(replica: Any, bucket: str) -> bool:
 
 
 SMALL_OBJECT_BYTES = 1024 * 1024
+CHECKSUMS = ("ChecksumCRC64NVME", "ChecksumCRC32C", "ChecksumCRC32", "ChecksumSHA256", "ChecksumSHA1")
 
 
-def _described(s3: Any, bucket: str, key: str, read_body: bool) -> dict[str, Any]:
-    head = s3.head_object(Bucket=bucket, Key=key)
-    described: dict[str, Any] = {
+def _described(s3: Any, bucket: str, key: str) -> dict[str, Any]:
+    """What a HEAD shows (tags only when the object has some: TagCount saves a request)."""
+    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] if head.get("TagCount") else []
+    return {
         "size": head["ContentLength"],
         "metadata": head.get("Metadata", {}),
         **{name: head.get(name) for name in CONTENT_HEADERS},
-        "tags": sorted((t["Key"], t["Value"]) for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]),
+        "tags": sorted((t["Key"], t["Value"]) for t in tags),
         "kms_key": head.get("SSEKMSKeyId"),
+        "etag": head["ETag"],
+        "checksums": {name: head[name] for name in CHECKSUMS if head.get(name)},
     }
-    if read_body and head["ContentLength"] <= SMALL_OBJECT_BYTES:
-        body = s3.get_object(Bucket=bucket, Key=key, IfMatch=head["ETag"])["Body"].read()
-        described["sha256"] = hashlib.sha256(body).hexdigest()
-    return described
+
+
+def _sha256(s3: Any, bucket: str, key: str, etag: str) -> str:
+    return hashlib.sha256(s3.get_object(Bucket=bucket, Key=key, IfMatch=etag)["Body"].read()).hexdigest()
+
+
+def _same_bytes(
+    source: Any, replica: Any, options: CopyOptions, key: str, *, want: dict[str, Any], have: dict[str, Any]
+) -> bool | None:
+    """Equal full-object checksums (S3 keeps one for every new object) or, for small objects,
+    equal SHA-256 of the bodies; None when neither can tell (a large object without checksums)."""
+    shared = want["checksums"].keys() & have["checksums"].keys()
+    if shared:
+        return all(want["checksums"][name] == have["checksums"][name] for name in shared)
+    if want["size"] > SMALL_OBJECT_BYTES:
+        return None
+    return _sha256(source, options.source_bucket, key, want["etag"]) == _sha256(
+        replica, options.replica_bucket, key, have["etag"]
+    )
 
 
 def verify_object(
     source: Any, replica: Any, options: CopyOptions, key: str, kms_key_matches: Callable[[str | None], bool]
 ) -> list[str]:
     """What differs between the source object and its replica: size, metadata, content
-    headers, tags, the replica's KMS key, and for small objects the bytes themselves."""
+    headers, tags, the replica's KMS key, and the bytes (by checksum, or by content when small)."""
     try:
-        want = _described(source, options.source_bucket, key, read_body=True)
+        want = _described(source, options.source_bucket, key)
     except ClientError as exc:
         if error_code(exc) in NOT_FOUND:
             return []  # deleted in the source since; the replica keeps it by design
         raise
     try:
-        have = _described(replica, options.replica_bucket, key, read_body="sha256" in want)
+        have = _described(replica, options.replica_bucket, key)
     except ClientError as exc:
         if error_code(exc) in NOT_FOUND:
             return ["missing"]
         raise
-    problems = [
-        name for name in ("size", "metadata", *CONTENT_HEADERS, "tags", "sha256") if want.get(name) != have.get(name)
-    ]
+    problems = [name for name in ("size", "metadata", *CONTENT_HEADERS, "tags") if want[name] != have[name]]
+    if not problems and _same_bytes(source, replica, options, key, want=want, have=have) is False:
+        problems.append("content")
     if not kms_key_matches(have["kms_key"]):
         problems.append("kms_key")
     return problems

@@ -7,13 +7,14 @@ so a bucket of any size fits Step Functions' 256 KiB state limit.
 """
 
 import json
+import math
 import os
 import random
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from botocore.exceptions import ClientError
@@ -32,6 +33,7 @@ from wandb_ops.s3_sync import (
     listing,
     merge_join,
     ranges,
+    read_ahead,
     shard_boundaries,
     verify_object,
     versioning_enabled,
@@ -54,6 +56,7 @@ class SyncSettings:
     replica_kms_key_arn: str | None
     work_bucket: str
     plan_shards: int
+    objects_per_shard: int
     batch_objects: int
     batch_bytes: int
     copy_concurrency: int
@@ -79,7 +82,8 @@ class SyncSettings:
             or env.get("AWS_REGION", "us-east-1"),
             replica_kms_key_arn=text("S3_SYNC_REPLICA_KMS_KEY_ARN", "S3ReplicaKmsKeyArn", required=False) or None,
             work_bucket=text("S3_SYNC_WORK_BUCKET", "(template)"),
-            plan_shards=whole_number(env, "S3_SYNC_PLAN_SHARDS", "S3SyncPlanShards", 1, 1000),
+            plan_shards=whole_number(env, "S3_SYNC_PLAN_SHARDS", "S3SyncPlanShards", 1, 256),
+            objects_per_shard=whole_number(env, "S3_SYNC_OBJECTS_PER_SHARD", "(template)", 1),
             batch_objects=whole_number(env, "S3_SYNC_BATCH_OBJECTS", "S3SyncBatchObjects", 1, 100_000),
             batch_bytes=whole_number(env, "S3_SYNC_BATCH_BYTES", "(template)", 1),
             copy_concurrency=whole_number(env, "S3_SYNC_COPY_CONCURRENCY", "S3SyncCopyConcurrency", 1, 256),
@@ -95,6 +99,7 @@ class Clients:
     source: Any
     replica: Any  # in the replica's region: CopyObject runs where the destination bucket is
     work: Any
+    cloudwatch: Any
 
 
 # ---------------------------------------------------------------- inputs
@@ -233,6 +238,35 @@ def _reachable(s3: Any, bucket: str, role: str, parameter: str) -> None:
         raise
 
 
+def estimated_objects(cloudwatch: Any, bucket: str, now: datetime) -> int | None:
+    """S3's daily storage metric NumberOfObjects (free, for every bucket), or None before it exists."""
+    datapoints = cloudwatch.get_metric_statistics(
+        Namespace="AWS/S3",
+        MetricName="NumberOfObjects",
+        Dimensions=[{"Name": "BucketName", "Value": bucket}, {"Name": "StorageType", "Value": "AllStorageTypes"}],
+        StartTime=now - timedelta(days=3),
+        EndTime=now,
+        Period=86400,
+        Statistics=["Average"],
+    )["Datapoints"]
+    if not datapoints:
+        return None
+    return int(max(datapoints, key=lambda point: point["Timestamp"])["Average"])
+
+
+def shard_count(clients: Clients, settings: SyncSettings, bucket: str, prefix: str, now: datetime) -> int:
+    """One shard when the first page holds every key; otherwise enough shards for about
+    ``objects_per_shard`` objects each (so each plan ends well within a function's 15 minutes),
+    from S3's own object count; the maximum when S3 has not counted the bucket yet."""
+    first_page = clients.source.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1000)
+    if not first_page.get("IsTruncated"):
+        return 1
+    estimate = estimated_objects(clients.cloudwatch, bucket, now)
+    if estimate is None:
+        return settings.plan_shards
+    return max(2, min(settings.plan_shards, math.ceil(estimate / settings.objects_per_shard)))
+
+
 def prepare(settings: SyncSettings, clients: Clients, task: PrepareTask, now: datetime) -> dict[str, Any]:
     """Check the buckets and the mode, and cut the key space into shards. Changes nothing."""
     request = task.input
@@ -253,7 +287,8 @@ def prepare(settings: SyncSettings, clients: Clients, task: PrepareTask, now: da
         )
     seed = task.execution or uuid.uuid4().hex
     run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid5(uuid.NAMESPACE_URL, seed).hex[:8]}"
-    boundaries = shard_boundaries(clients.source, source_bucket, request.prefix, settings.plan_shards)
+    wanted = shard_count(clients, settings, source_bucket, request.prefix, now)
+    boundaries = shard_boundaries(clients.source, source_bucket, request.prefix, wanted)
     run = Run(
         id=run_id,
         mode=request.mode,
@@ -321,8 +356,8 @@ def plan(settings: SyncSettings, clients: Clients, task: PlanTask) -> dict[str, 
     sampler = random.Random(f"{run.id}/{shard.index}")  # noqa: S311 - picks a verification sample, not a secret
     sample_size = settings.verify_sample
     pairs = merge_join(
-        listing(clients.source, run.source_bucket, run.prefix, shard.start, shard.end),
-        listing(clients.replica, run.replica_bucket, run.prefix, shard.start, shard.end),
+        read_ahead(listing(clients.source, run.source_bucket, run.prefix, shard.start, shard.end)),
+        read_ahead(listing(clients.replica, run.replica_bucket, run.prefix, shard.start, shard.end)),
     )
     for source, replica in pairs:
         if source is None:
@@ -354,10 +389,20 @@ def plan(settings: SyncSettings, clients: Clients, task: PlanTask) -> dict[str, 
     _put_json(
         clients.work,
         run.work_bucket,
-        run.key("shards", f"{shard.index:04d}.json"),
-        {"batches": writer.written, "sample": sample},
+        _shard_key(run, shard),
+        {"batches": writer.written, "sample": sample, "examples": examples},
     )
-    return {"shard": shard.index, **stats, "batches": len(writer.written), "examples": examples}
+    return {"shard": shard.index, **stats, "batches": len(writer.written)}
+
+
+def _shard_key(run: Run, shard: Shard) -> str:
+    return run.key("shards", f"{shard.index:04d}.json")
+
+
+def _shard_file(clients: Clients, run: Run, shard: Shard) -> dict[str, Any]:
+    """What a plan left for the later steps: its batch keys, a verification sample, example keys."""
+    found: dict[str, Any] = _get_json(clients.work, run.work_bucket, _shard_key(run, shard))
+    return found
 
 
 def manifest(clients: Clients, task: ManifestTask) -> dict[str, Any]:
@@ -423,7 +468,7 @@ def verify(settings: SyncSettings, clients: Clients, task: VerifyTask) -> dict[s
     run = task.run
     keys: list[str] = []
     for shard in run.shards:
-        keys.extend(_get_json(clients.work, run.work_bucket, run.key("shards", f"{shard.index:04d}.json"))["sample"])
+        keys.extend(_shard_file(clients, run, shard)["sample"])
     if run.copy_objects:
         result_keys = _keys_under(clients.work, run.work_bucket, run.key("results") + "/")
         sampler = random.Random(run.id)  # noqa: S311 - picks a verification sample, not a secret
@@ -445,11 +490,11 @@ def verify(settings: SyncSettings, clients: Clients, task: VerifyTask) -> dict[s
 def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: datetime) -> dict[str, Any]:
     """Totals of the plans and of every batch result; a batch without a result failed as a whole."""
     run = task.run
-    totals = {name: sum(p[name] for p in task.plans) for name in task.plans[0] if name not in ("shard", "examples")}
-    examples = {
-        name: [key for p in task.plans for key in p["examples"][name]][:EXAMPLES]
-        for name in ("new", "changed", "replica_only")
-    }
+    totals = {name: sum(p[name] for p in task.plans) for name in task.plans[0] if name != "shard"}
+    examples: dict[str, list[str]] = {"new": [], "changed": [], "replica_only": []}
+    for shard in run.shards:
+        for name, keys in _shard_file(clients, run, shard)["examples"].items():
+            examples[name].extend(keys[: EXAMPLES - len(examples[name])])
     copied = {"objects": 0, "bytes": 0}
     vanished = changed_during_copy = deleted = 0
     failed: list[dict[str, str]] = []
