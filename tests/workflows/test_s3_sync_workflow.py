@@ -342,7 +342,11 @@ def test_thousands_of_objects_in_many_shards_and_batches(cloud: LocalCloud) -> N
     assert _run(cloud, stack).output["skipped"]["in_sync"] == 1500
 
 
-def test_a_replica_in_another_region(cloud: LocalCloud, wandb: SimulatedWandb) -> None:
+def test_a_replica_in_another_region(
+    cloud: LocalCloud, wandb: SimulatedWandb, s3_hook: Callable[[str, Callable[..., Any]], None]
+) -> None:
+    copy_regions: set[str] = set()
+    s3_hook("CopyObject", lambda request_signer, **_: copy_regions.add(request_signer.region_name))
     west = boto3.client("s3", region_name="us-west-2")
     west.create_bucket(Bucket="wandb-replica-west", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     stack = _deploy(cloud, wandb, S3ReplicaBucketName="wandb-replica-west", S3ReplicaRegion="us-west-2")
@@ -350,6 +354,7 @@ def test_a_replica_in_another_region(cloud: LocalCloud, wandb: SimulatedWandb) -
     assert execution.status == "SUCCEEDED", execution.cause
     assert _objects("wandb-replica-west") == _objects(wandb.bucket_name)
     assert west.get_bucket_location(Bucket="wandb-replica-west")["LocationConstraint"] == "us-west-2"
+    assert copy_regions == {"us-west-2"}  # S3 runs a copy where the destination bucket is
 
 
 def test_verify_mode_counts_and_lists_drift_and_copies_nothing(
