@@ -41,6 +41,7 @@ from wandb_ops.mysql_accounts import (
 from wandb_ops.polling import backoff
 from wandb_ops.rollout import RolloutFailedError, refuse_paused, restart_patch, restarted_for, rollout_status
 from wandb_ops.rotation import rotated_username
+from wandb_ops.settings import whole_number
 from wandb_ops.wandb_config import TargetKind, WandbTarget
 
 VERSION_PREFIX = "wandb-ops-"  # the versions this workflow creates, recognisable in the secret's history
@@ -106,12 +107,6 @@ class CutoverSettings:
         def text(name: str, default: str = "") -> str:
             return env.get(name, default).strip() or default
 
-        def number(name: str, parameter: str, low: int, high: int) -> int:
-            value = text(name)
-            if not value.isdigit() or not low <= int(value) <= high:
-                raise ConfigurationError(f"{name}={value!r}: set the stack parameter {parameter} to {low}-{high}")
-            return int(value)
-
         namespace = text("WANDB_NAMESPACE")
         if not namespace:
             raise ConfigurationError("WANDB_NAMESPACE is empty: set the stack parameter Namespace")
@@ -141,7 +136,7 @@ class CutoverSettings:
             database_secret=text("WANDB_DATABASE_SECRET_ARN") or f"wandb-ops/{namespace}/mysql-app",
             master_secret_arn=text("MASTER_SECRET_ARN") or None,
             rotation_function_arn=rotation_function,
-            rotation_days=number("ROTATION_DAYS", "(template)", 1, 1000),
+            rotation_days=whole_number(env, "ROTATION_DAYS", "(template)", 1, 1000),
             eks_cluster_name=text("WANDB_EKS_CLUSTER_NAME") or namespace,
             target=target,  # type: ignore[arg-type]
             kubernetes_namespace=text("WANDB_K8S_NAMESPACE", "default"),
@@ -151,12 +146,12 @@ class CutoverSettings:
             api_key_secret_arn=text("WANDB_API_KEY_SECRET_ARN") or None,
             app_username=username,
             app_privileges=privileges,
-            password_length=number("ROTATION_PASSWORD_LENGTH", "RotationPasswordLength", 16, 128),
+            password_length=whole_number(env, "ROTATION_PASSWORD_LENGTH", "RotationPasswordLength", 16, 128),
             ca_bundle=Path(text("DB_CA_BUNDLE") or DEFAULT_CA_BUNDLE),
-            poll_base_seconds=number("POLL_BASE_SECONDS", "(template)", 0, 3600),
-            poll_max_seconds=number("POLL_MAX_SECONDS", "(template)", 0, 3600),
-            poll_max_attempts=number("POLL_MAX_ATTEMPTS", "(template)", 1, 1000),
-            drain_max_attempts=number("DRAIN_MAX_ATTEMPTS", "DrainMaxChecks", 1, 1000),
+            poll_base_seconds=whole_number(env, "POLL_BASE_SECONDS", "(template)", 0, 3600),
+            poll_max_seconds=whole_number(env, "POLL_MAX_SECONDS", "(template)", 0, 3600),
+            poll_max_attempts=whole_number(env, "POLL_MAX_ATTEMPTS", "(template)", 1, 1000),
+            drain_max_attempts=whole_number(env, "DRAIN_MAX_ATTEMPTS", "DrainMaxChecks", 1, 1000),
         )
 
 

@@ -12,6 +12,7 @@ from pydantic import Field, RootModel
 from wandb_ops.errors import ConfigurationError
 from wandb_ops.models import StrictModel
 from wandb_ops.polling import backoff
+from wandb_ops.settings import whole_number
 from wandb_ops.snapshots import (
     IN_PROGRESS,
     MAX_CONCURRENT_CROSS_REGION_COPIES,
@@ -55,12 +56,6 @@ class SnapshotSettings:
                 raise ConfigurationError(f"{name}={value!r}: set the stack parameter {parameter} to one of {allowed}")
             return value
 
-        def number(name: str, parameter: str) -> int:
-            value = env.get(name, "")
-            if not value.isdigit():
-                raise ConfigurationError(f"{name}={value!r}: set the stack parameter {parameter} to a whole number")
-            return int(value)
-
         dr_region = env.get("SNAPSHOT_DR_REGION", "").strip() or None
         dr_key = env.get("SNAPSHOT_DR_KMS_KEY_ARN", "").strip() or None
         if dr_region and not dr_key:
@@ -80,17 +75,17 @@ class SnapshotSettings:
                 "DELETION_PROTECTION_MODE", ("report", "enforce"), "DeletionProtectionMode"
             ),
             policy=RetentionPolicy(
-                newest=number("RETAIN_NEWEST", "SnapshotRetainNewest"),
-                daily=number("RETAIN_DAILY", "SnapshotRetainDaily"),
-                weekly=number("RETAIN_WEEKLY", "SnapshotRetainWeekly"),
-                monthly=number("RETAIN_MONTHLY", "SnapshotRetainMonthly"),
+                newest=whole_number(env, "RETAIN_NEWEST", "SnapshotRetainNewest"),
+                daily=whole_number(env, "RETAIN_DAILY", "SnapshotRetainDaily"),
+                weekly=whole_number(env, "RETAIN_WEEKLY", "SnapshotRetainWeekly"),
+                monthly=whole_number(env, "RETAIN_MONTHLY", "SnapshotRetainMonthly"),
             ),
             quota_action=choice("QUOTA_ACTION", ("prune", "fail"), "SnapshotQuotaAction"),  # type: ignore[arg-type]
             dr_region=dr_region,
             dr_kms_key_arn=dr_key,
-            poll_base_seconds=number("POLL_BASE_SECONDS", "(template)"),
-            poll_max_seconds=number("POLL_MAX_SECONDS", "(template)"),
-            poll_max_attempts=number("POLL_MAX_ATTEMPTS", "(template)"),
+            poll_base_seconds=whole_number(env, "POLL_BASE_SECONDS", "(template)"),
+            poll_max_seconds=whole_number(env, "POLL_MAX_SECONDS", "(template)"),
+            poll_max_attempts=whole_number(env, "POLL_MAX_ATTEMPTS", "(template)"),
         )
 
 
