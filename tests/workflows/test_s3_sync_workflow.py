@@ -334,10 +334,11 @@ def test_an_empty_source_bucket_syncs_nothing(cloud: LocalCloud) -> None:
 def test_thousands_of_objects_in_many_shards_and_batches(cloud: LocalCloud) -> None:
     big = seed_wandb(objects=1500)
     stack = _deploy(cloud, big, S3SyncBatchObjects="400")
+    stack.set_function_environment(FUNCTION, S3_SYNC_OBJECTS_PER_SHARD="500")  # three key ranges, by S3's count
     execution = _run(cloud, stack)
     assert execution.status == "SUCCEEDED", execution.cause
     assert execution.output["copied"]["objects"] == 1500
-    assert execution.output["shards"] > 1 and execution.output["batches"] >= 4
+    assert execution.output["shards"] == 3 and execution.output["batches"] >= 4
     assert _current_keys(_replica(stack)) == _current_keys(big.bucket_name)
     assert _run(cloud, stack).output["skipped"]["in_sync"] == 1500
 

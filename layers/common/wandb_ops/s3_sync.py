@@ -144,9 +144,9 @@ def common_prefixes(s3: Any, bucket: str, prefix: str) -> list[str]:
     return found
 
 
-def shard_boundaries(s3: Any, bucket: str, prefix: str, wanted: int, max_depth: int = 3) -> list[str]:
+def shard_boundaries(s3: Any, bucket: str, prefix: str, wanted: int, max_depth: int = 6) -> list[str]:
     """Up to ``wanted - 1`` sorted cut points, taken from the bucket's "directories" a few levels
-    deep, so shards hold similar parts of the key space. Shard i covers keys in
+    deep (at most six levels), so shards hold similar parts of the key space. Shard i covers keys in
     [boundary[i-1], boundary[i]); together the shards cover every key whatever the cut points."""
     if wanted <= 1:
         return []
@@ -345,6 +345,7 @@ def _described(s3: Any, bucket: str, key: str) -> dict[str, Any]:
         "kms_key": head.get("SSEKMSKeyId"),
         "etag": head["ETag"],
         "checksums": {name: head[name] for name in CHECKSUMS if head.get(name)},
+        "checksum_type": head.get("ChecksumType"),
     }
 
 
@@ -357,8 +358,13 @@ def _same_bytes(
 ) -> bool | None:
     """Equal full-object checksums (S3 keeps one for every new object) or, for small objects,
     equal SHA-256 of the bodies; None when neither can tell (a large object without checksums)."""
-    shared = want["checksums"].keys() & have["checksums"].keys()
-    if shared:
+    # Composite checksums (of multipart uploads: "<value>-<parts>") depend on the part sizes.
+    shared = {
+        name
+        for name in want["checksums"].keys() & have["checksums"].keys()
+        if "-" not in want["checksums"][name] and "-" not in have["checksums"][name]
+    }
+    if shared and "COMPOSITE" not in (want["checksum_type"], have["checksum_type"]):
         return all(want["checksums"][name] == have["checksums"][name] for name in shared)
     if want["size"] > SMALL_OBJECT_BYTES:
         return None

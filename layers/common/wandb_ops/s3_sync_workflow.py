@@ -11,8 +11,9 @@ import math
 import os
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -161,6 +162,7 @@ class PlanTask(StrictModel):
 class ManifestTask(StrictModel):
     action: Literal["manifest"]
     run: Run
+    plans: list[dict[str, Any]]
 
 
 class CopyTask(StrictModel):
@@ -221,9 +223,11 @@ def _copy_options(settings: SyncSettings, run: Run) -> CopyOptions:
 # ---------------------------------------------------------------- steps
 
 
-def _reachable(s3: Any, bucket: str, role: str, parameter: str) -> None:
+@contextmanager
+def _refusing_unreachable(bucket: str, role: str, parameter: str) -> Iterator[None]:
+    """Turn S3's answer for a missing or forbidden bucket into an error that says what to fix."""
     try:
-        s3.head_bucket(Bucket=bucket)
+        yield
     except ClientError as exc:
         code = error_code(exc)
         if code in ("404", "NoSuchBucket"):
@@ -264,7 +268,7 @@ def shard_count(clients: Clients, settings: SyncSettings, bucket: str, prefix: s
     estimate = estimated_objects(clients.cloudwatch, bucket, now)
     if estimate is None:
         return settings.plan_shards
-    return max(2, min(settings.plan_shards, math.ceil(estimate / settings.objects_per_shard)))
+    return max(1, min(settings.plan_shards, math.ceil(estimate / settings.objects_per_shard)))
 
 
 def prepare(settings: SyncSettings, clients: Clients, task: PrepareTask, now: datetime) -> dict[str, Any]:
@@ -276,8 +280,8 @@ def prepare(settings: SyncSettings, clients: Clients, task: PrepareTask, now: da
         raise SyncRefusedError(f"source and replica are the same bucket ({source_bucket}): name another replica")
     if request.prefix.startswith("/"):
         raise SyncRefusedError("field 'prefix' starts with '/': S3 keys have no leading slash; drop it")
-    _reachable(clients.source, source_bucket, "source", "FileStorageBucketName")
-    _reachable(clients.replica, replica_bucket, "replica", "S3ReplicaBucketName")
+    with _refusing_unreachable(replica_bucket, "replica", "S3ReplicaBucketName"):
+        clients.replica.head_bucket(Bucket=replica_bucket)
     if request.mode == "mirror" and not request.dry_run and not versioning_enabled(clients.replica, replica_bucket):
         raise SyncRefusedError(
             f"mode 'mirror' deletes replica objects the source no longer has, so the replica {replica_bucket} "
@@ -287,7 +291,8 @@ def prepare(settings: SyncSettings, clients: Clients, task: PrepareTask, now: da
         )
     seed = task.execution or uuid.uuid4().hex
     run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid5(uuid.NAMESPACE_URL, seed).hex[:8]}"
-    wanted = shard_count(clients, settings, source_bucket, request.prefix, now)
+    with _refusing_unreachable(source_bucket, "source", "FileStorageBucketName"):
+        wanted = shard_count(clients, settings, source_bucket, request.prefix, now)
     boundaries = shard_boundaries(clients.source, source_bucket, request.prefix, wanted)
     run = Run(
         id=run_id,
@@ -408,6 +413,8 @@ def _shard_file(clients: Clients, run: Run, shard: Shard) -> dict[str, Any]:
 def manifest(clients: Clients, task: ManifestTask) -> dict[str, Any]:
     """One JSON array of batch keys, in shard order: the Distributed Map's item reader input."""
     run = task.run
+    if not sum(plan["batches"] for plan in task.plans):
+        return {"key": None, "batches": 0}
     batches: list[str] = []
     for shard in run.shards:
         batches.extend(
