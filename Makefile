@@ -51,7 +51,7 @@ engines:
 lint: venv tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common tests scripts
+	$(VENV)/bin/mypy layers/common tests scripts bench
 	@# Each function is its own top-level `app` module: check them one at a time.
 	@for app in functions/*/app.py; do echo "mypy $$app"; $(VENV)/bin/mypy "$$app"; done
 	$(VENV)/bin/cfn-lint template.yaml
