@@ -26,6 +26,8 @@ from wandb_ops.s3_sync_workflow import (
 )
 from wandb_ops.validation import parse_event
 
+PLAN_MARGIN_MS = 120_000  # a plan stops this long before the function's timeout, to record where it is
+
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
@@ -44,7 +46,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if isinstance(task, PrepareTask):
             result = prepare(settings, clients, task, utcnow())
         elif isinstance(task, PlanTask):
-            result = plan(settings, clients, task)
+            result = plan(settings, clients, task, lambda: context.get_remaining_time_in_millis() < PLAN_MARGIN_MS)
         elif isinstance(task, ManifestTask):
             result = manifest(clients, task)
         elif isinstance(task, CopyTask):

@@ -36,7 +36,9 @@ def test_shards_cover_every_key_once_in_order(cloud: LocalCloud) -> None:
         for wanted in (1, 2, 3, 5, 16):
             boundaries = shard_boundaries(s3, "sharded", prefix, wanted)
             assert boundaries == sorted(boundaries) and len(boundaries) <= wanted - 1
-            listed = [e.key for start, end in ranges(boundaries) for e in listing(s3, "sharded", prefix, start, end)]
+            listed = [
+                e.key for start, end in ranges(boundaries) for e in listing(s3, "sharded", prefix, start=start, end=end)
+            ]
             assert listed == expected, (prefix, wanted, boundaries)
 
 
@@ -55,6 +57,7 @@ def _settings(**overrides: str) -> SyncSettings:
             "S3_SYNC_WORK_BUCKET": "work",
             "S3_SYNC_PLAN_SHARDS": "64",
             "S3_SYNC_OBJECTS_PER_SHARD": "2000000",
+            "S3_SYNC_PLAN_CHUNK_OBJECTS": "50000000",
             "S3_SYNC_BATCH_OBJECTS": "1000",
             "S3_SYNC_BATCH_BYTES": "1000000",
             "S3_SYNC_COPY_CONCURRENCY": "4",

@@ -235,7 +235,7 @@ def s3_hook() -> Iterator[Callable[[str, Callable[..., Any]], None]]:
 
 
 def _is_request_for(request: dict[str, Any], key: str) -> bool:
-    """before-call hooks see the serialized request: the key is the end of its URL path."""
+    """before-call hooks see the serialized request: its URL path is "/<key>" (the bucket comes later)."""
     return urllib.parse.unquote(request["url_path"]).endswith("/" + key)
 
 
@@ -334,11 +334,14 @@ def test_an_empty_source_bucket_syncs_nothing(cloud: LocalCloud) -> None:
 def test_thousands_of_objects_in_many_shards_and_batches(cloud: LocalCloud) -> None:
     big = seed_wandb(objects=1500)
     stack = _deploy(cloud, big, S3SyncBatchObjects="400")
-    stack.set_function_environment(FUNCTION, S3_SYNC_OBJECTS_PER_SHARD="500")  # three key ranges, by S3's count
+    # Three key ranges by S3's count, each planned 200 objects per invocation, as a big bucket is by the clock.
+    stack.set_function_environment(FUNCTION, S3_SYNC_OBJECTS_PER_SHARD="500", S3_SYNC_PLAN_CHUNK_OBJECTS="200")
     execution = _run(cloud, stack)
     assert execution.status == "SUCCEEDED", execution.cause
     assert execution.output["copied"]["objects"] == 1500
     assert execution.output["shards"] == 3 and execution.output["batches"] >= 4
+    plans = [i.result for i in cloud.runtime.invocations_of(FUNCTION) if i.event["action"] == "plan"]
+    assert len(plans) > 3 and [p["done"] for p in plans].count(True) == 3
     assert _current_keys(_replica(stack)) == _current_keys(big.bucket_name)
     assert _run(cloud, stack).output["skipped"]["in_sync"] == 1500
 
@@ -383,3 +386,26 @@ def test_invalid_input_is_refused_before_anything_is_written(cloud: LocalCloud, 
     assert "input.mode'" in prepare.result["errorMessage"] and "input.prefx" in prepare.result["errorMessage"]
     work = sync_stack.physical_ids["S3SyncWorkBucket"]
     assert _current_keys(work) == set() and _current_keys(_replica(sync_stack)) == set()
+
+
+def test_a_source_rewritten_during_the_run_is_not_a_mismatch(
+    cloud: LocalCloud,
+    wandb: SimulatedWandb,
+    sync_stack: DeployedStack,
+    s3_hook: Callable[[str, Callable[..., Any]], None],
+) -> None:
+    assert _run(cloud, sync_stack).status == "SUCCEEDED"
+    rewritten: list[str] = []
+
+    def rewrite_before_the_check(params: dict[str, Any], **_: Any) -> None:
+        # The sample check reads the source version the plan saw (If-Match); W&B writes it anew just then.
+        if "If-Match" in params["headers"] and not rewritten:
+            key = urllib.parse.unquote(params["url_path"])[1:]  # the bucket is added to the URL after this hook
+            rewritten.append(key)
+            _put(wandb.bucket_name, key, b"a new, longer version written during the run")
+
+    s3_hook("HeadObject", rewrite_before_the_check)
+    execution = _run(cloud, sync_stack)
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert rewritten and execution.output["verify"]["mismatched_count"] == 0
+    assert _run(cloud, sync_stack).output["to_copy"]["changed"] == 1  # the next run copies the new version

@@ -35,7 +35,7 @@ THROTTLING_CODES = frozenset(
 def client(service: str, region: str | None = None, connections: int = 10) -> Any:
     """A boto3 client; honours AWS_ENDPOINT_URL, so tests and the demo reach the emulator.
     ``connections``: the pool size, as many as the threads that share the client."""
-    config = _CLIENT_CONFIG.merge(Config(max_pool_connections=connections)) if connections != 10 else _CLIENT_CONFIG
+    config = _CLIENT_CONFIG.merge(Config(max_pool_connections=connections))
     return boto3.client(service, region_name=region, config=config)
 
 

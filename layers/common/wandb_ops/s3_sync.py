@@ -11,7 +11,7 @@ import math
 import queue
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +31,7 @@ DELETE_OBJECTS_LIMIT = 1000
 # Headers S3 keeps with an object's content; CopyObject carries them, a multipart copy must set them.
 CONTENT_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl")
 CHANGED_SOURCE_ATTEMPTS = 3
+PARALLEL_PARTS = 8  # UploadPartCopy calls at once for one large object
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,21 @@ Reason = Literal["new", "changed"]
 
 
 def listing(
-    s3: Any, bucket: str, prefix: str = "", start: str | None = None, end: str | None = None
+    s3: Any,
+    bucket: str,
+    prefix: str = "",
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    after: str | None = None,
 ) -> Iterator[Entry]:
-    """The bucket's objects under ``prefix`` with ``start <= key < end``, in S3's (UTF-8 binary) key order.
-
-    StartAfter is exclusive, so the listing starts just before ``start`` and skips the few keys below it."""
+    """The bucket's objects under ``prefix`` with ``start <= key < end`` (and ``key > after``, to
+    resume), in S3's (UTF-8 binary) key order. StartAfter is exclusive, so without ``after`` the
+    listing starts just before ``start`` and skips the few keys below it."""
     parameters: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-    if start:
+    if after:
+        parameters["StartAfter"] = after
+    elif start:
         parameters["StartAfter"] = start[:-1]
     for page in s3.get_paginator("list_objects_v2").paginate(**parameters):
         for item in page.get("Contents", []):
@@ -93,20 +102,24 @@ def read_ahead[T](items: Iterable[T], depth: int = 2000) -> Iterator[T]:
     buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def hand_over(item: Any) -> bool:
+        """Put unless the consumer has gone; a full buffer must not keep the thread forever."""
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def fill() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(item):
                     return
-            buffer.put(_END)
+            hand_over(_END)
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-            buffer.put(_Failed(exc))
+            hand_over(_Failed(exc))
 
     threading.Thread(target=fill, daemon=True, name="read-ahead").start()
     try:
@@ -198,6 +211,7 @@ class CopyResult:
     key: str
     outcome: Outcome
     size: int = 0
+    etag: str | None = None  # of the version copied
     error: str | None = None
     retried_changed: int = 0
 
@@ -229,19 +243,24 @@ def _copy_multipart(source: Any, replica: Any, options: CopyOptions, item: CopyI
     if tags:
         create["Tagging"] = urllib.parse.urlencode([(t["Key"], t["Value"]) for t in tags])
     upload_id = replica.create_multipart_upload(**create)["UploadId"]
+
+    def copy_part(numbered: tuple[int, tuple[int, int]]) -> dict[str, Any]:
+        number, (first, last) = numbered
+        copied = replica.upload_part_copy(
+            Bucket=options.replica_bucket,
+            Key=item.key,
+            UploadId=upload_id,
+            PartNumber=number,
+            CopySource={"Bucket": options.source_bucket, "Key": item.key},
+            CopySourceRange=f"bytes={first}-{last}",
+            CopySourceIfMatch=item.etag,
+        )
+        return {"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]}
+
     try:
-        parts = []
-        for number, (first, last) in enumerate(part_ranges(head["ContentLength"], options.part_size), start=1):
-            copied = replica.upload_part_copy(
-                Bucket=options.replica_bucket,
-                Key=item.key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource={"Bucket": options.source_bucket, "Key": item.key},
-                CopySourceRange=f"bytes={first}-{last}",
-                CopySourceIfMatch=item.etag,
-            )
-            parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+        # Parts in parallel: one at a time, a 100 GiB object would not fit a function's 15 minutes.
+        with ThreadPoolExecutor(max_workers=PARALLEL_PARTS) as pool:
+            parts = list(pool.map(copy_part, enumerate(part_ranges(head["ContentLength"], options.part_size), start=1)))
         replica.complete_multipart_upload(
             Bucket=options.replica_bucket, Key=item.key, UploadId=upload_id, MultipartUpload={"Parts": parts}
         )
@@ -284,10 +303,11 @@ def copy_object(source: Any, replica: Any, options: CopyOptions, item: CopyItem)
     for attempt in range(CHANGED_SOURCE_ATTEMPTS):
         try:
             _copy(source, replica, options, current)
-            return CopyResult(item.key, "copied", current.size, retried_changed=attempt)
+            return CopyResult(item.key, "copied", current.size, current.etag, retried_changed=attempt)
         except ClientError as exc:
-            if error_code(exc) not in PRECONDITION_FAILED:
-                return _outcome_of_error(item.key, error_code(exc))
+            code = error_code(exc)
+            if code not in PRECONDITION_FAILED:
+                return _outcome_of_error(item.key, code)
         try:
             head = source.head_object(Bucket=options.source_bucket, Key=item.key)
         except ClientError as exc:
@@ -333,9 +353,10 @@ SMALL_OBJECT_BYTES = 1024 * 1024
 CHECKSUMS = ("ChecksumCRC64NVME", "ChecksumCRC32C", "ChecksumCRC32", "ChecksumSHA256", "ChecksumSHA1")
 
 
-def _described(s3: Any, bucket: str, key: str) -> dict[str, Any]:
-    """What a HEAD shows (tags only when the object has some: TagCount saves a request)."""
-    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+def _described(s3: Any, bucket: str, key: str, etag: str | None = None) -> dict[str, Any]:
+    """What a HEAD shows (tags only when the object has some: TagCount saves a request).
+    With ``etag``, S3 answers 412 if the object is no longer that version."""
+    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", **({"IfMatch": etag} if etag else {}))
     tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] if head.get("TagCount") else []
     return {
         "size": head["ContentLength"],
@@ -373,16 +394,23 @@ def _same_bytes(
     )
 
 
+def kms_key_matches(expected: str | None, actual: str | None) -> bool:
+    """S3 reports the key ARN; the setting may be an ARN or a key id."""
+    return expected is None or (actual is not None and (actual == expected or actual.endswith(f"/{expected}")))
+
+
 def verify_object(
-    source: Any, replica: Any, options: CopyOptions, key: str, kms_key_matches: Callable[[str | None], bool]
+    source: Any, replica: Any, options: CopyOptions, key: str, *, etag: str, expected_kms_key: str | None
 ) -> list[str]:
-    """What differs between the source object and its replica: size, metadata, content
-    headers, tags, the replica's KMS key, and the bytes (by checksum, or by content when small)."""
+    """What differs between the source object (the version the plan or the copy saw) and its
+    replica: size, metadata, content headers, tags, the KMS key (when given) and the bytes (by
+    checksum, or by content when small). A source changed or deleted since is not judged here:
+    the next run copies it."""
     try:
-        want = _described(source, options.source_bucket, key)
+        want = _described(source, options.source_bucket, key, etag)
     except ClientError as exc:
-        if error_code(exc) in NOT_FOUND:
-            return []  # deleted in the source since; the replica keeps it by design
+        if error_code(exc) in NOT_FOUND | PRECONDITION_FAILED:
+            return []
         raise
     try:
         have = _described(replica, options.replica_bucket, key)
@@ -393,6 +421,6 @@ def verify_object(
     problems = [name for name in ("size", "metadata", *CONTENT_HEADERS, "tags") if want[name] != have[name]]
     if not problems and _same_bytes(source, replica, options, key, want=want, have=have) is False:
         problems.append("content")
-    if not kms_key_matches(have["kms_key"]):
+    if not kms_key_matches(expected_kms_key, have["kms_key"]):
         problems.append("kms_key")
     return problems

@@ -11,10 +11,10 @@ import math
 import os
 import random
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -42,6 +42,9 @@ from wandb_ops.s3_sync import (
 from wandb_ops.settings import whole_number
 
 EXAMPLES = 20  # keys listed in the output per category; the report in S3 has them all
+CHECK_TIME_EVERY = 100  # objects compared between two looks at the clock
+MAX_PLAN_INVOCATIONS = 100  # of about 13 minutes each, per key range
+SUMMARY_READERS = 32  # batch results read at once: 100,000 of them in about a minute
 WORK_PREFIX = "s3-sync"
 
 
@@ -58,6 +61,7 @@ class SyncSettings:
     work_bucket: str
     plan_shards: int
     objects_per_shard: int
+    plan_chunk_objects: int
     batch_objects: int
     batch_bytes: int
     copy_concurrency: int
@@ -85,6 +89,7 @@ class SyncSettings:
             work_bucket=text("S3_SYNC_WORK_BUCKET", "(template)"),
             plan_shards=whole_number(env, "S3_SYNC_PLAN_SHARDS", "S3SyncPlanShards", 1, 256),
             objects_per_shard=whole_number(env, "S3_SYNC_OBJECTS_PER_SHARD", "(template)", 1),
+            plan_chunk_objects=whole_number(env, "S3_SYNC_PLAN_CHUNK_OBJECTS", "(template)", CHECK_TIME_EVERY),
             batch_objects=whole_number(env, "S3_SYNC_BATCH_OBJECTS", "S3SyncBatchObjects", 1, 100_000),
             batch_bytes=whole_number(env, "S3_SYNC_BATCH_BYTES", "(template)", 1),
             copy_concurrency=whole_number(env, "S3_SYNC_COPY_CONCURRENCY", "S3SyncCopyConcurrency", 1, 256),
@@ -313,9 +318,10 @@ def prepare(settings: SyncSettings, clients: Clients, task: PrepareTask, now: da
 class _BatchWriter:
     """Cuts the work of one shard into batch files of bounded objects and bytes."""
 
-    def __init__(self, s3: Any, run: Run, shard: int, max_objects: int, max_bytes: int) -> None:
+    def __init__(self, s3: Any, run: Run, shard: int, settings: SyncSettings, first_batch: int) -> None:
         self._s3, self._run, self._shard = s3, run, shard
-        self._max_objects, self._max_bytes = max_objects, max_bytes
+        self._max_objects, self._max_bytes = settings.batch_objects, settings.batch_bytes
+        self._next = first_batch
         self._copy: list[dict[str, Any]] = []
         self._delete: list[str] = []
         self._bytes = 0
@@ -329,75 +335,137 @@ class _BatchWriter:
 
     def delete(self, key: str) -> None:
         if len(self._delete) >= min(self._max_objects, DELETE_OBJECTS_LIMIT):
-            self._write({"copy": [], "delete": self._delete})
-            self._delete = []
+            self._flush_deletes()
         self._delete.append(key)
 
     def _flush_copies(self) -> None:
         self._write({"copy": self._copy, "delete": []})
         self._copy, self._bytes = [], 0
 
+    def _flush_deletes(self) -> None:
+        self._write({"copy": [], "delete": self._delete})
+        self._delete = []
+
     def _write(self, body: dict[str, Any]) -> None:
-        key = self._run.key("batches", f"{self._shard:04d}-{len(self.written):06d}.json")
+        key = self._run.key("batches", f"{self._shard:04d}-{self._next:06d}.json")
         _put_json(self._s3, self._run.work_bucket, key, body)
         self.written.append(key)
+        self._next += 1
 
     def close(self) -> None:
         if self._copy:
             self._flush_copies()
         if self._delete:
-            self._write({"copy": [], "delete": self._delete})
-            self._delete = []
+            self._flush_deletes()
 
 
-def plan(settings: SyncSettings, clients: Clients, task: PlanTask) -> dict[str, Any]:
-    """Merge-join the two listings of one key range; write the work as batch files."""
-    run, shard = task.run, task.shard
-    writer = _BatchWriter(clients.work, run, shard.index, settings.batch_objects, settings.batch_bytes)
-    stats = {"compared_objects": 0, "compared_bytes": 0, "new": 0, "changed": 0, "to_copy_bytes": 0}
-    stats |= {"in_sync": 0, "replica_only": 0, "to_delete": 0}
-    examples: dict[str, list[str]] = {"new": [], "changed": [], "replica_only": []}
-    sample: list[str] = []
-    sampler = random.Random(f"{run.id}/{shard.index}")  # noqa: S311 - picks a verification sample, not a secret
-    sample_size = settings.verify_sample
-    pairs = merge_join(
-        read_ahead(listing(clients.source, run.source_bucket, run.prefix, shard.start, shard.end)),
-        read_ahead(listing(clients.replica, run.replica_bucket, run.prefix, shard.start, shard.end)),
+@dataclass
+class ShardProgress:
+    """A plan's state in its shard file: complete when ``done``, otherwise where to go on from."""
+
+    done: bool = False
+    after: str | None = None  # the last key compared; the next invocation lists from after it
+    invocations: int = 0
+    stats: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            (
+                "compared_objects",
+                "compared_bytes",
+                "new",
+                "changed",
+                "to_copy_bytes",
+                "in_sync",
+                "replica_only",
+                "to_delete",
+            ),
+            0,
+        )
     )
-    for source, replica in pairs:
+    batches: list[str] = field(default_factory=list)
+    sample: list[dict[str, str]] = field(default_factory=list)  # {"key", "etag"} the plan found in sync
+    examples: dict[str, list[str]] = field(default_factory=lambda: {"new": [], "changed": [], "replica_only": []})
+
+
+def plan(settings: SyncSettings, clients: Clients, task: PlanTask, out_of_time: Callable[[], bool]) -> dict[str, Any]:
+    """Merge-join the two listings of one key range; write the work as batch files. A range too
+    big for one invocation is planned in several: before ``out_of_time`` (or after
+    ``plan_chunk_objects``) the plan records where it is and returns ``done: false``, and the state
+    machine calls it again; a retried invocation also goes on from the last record."""
+    run, shard = task.run, task.shard
+    progress = _progress(clients, run, shard)
+    if progress.done:
+        return {"shard": shard.index, "done": True, **progress.stats, "batches": len(progress.batches)}
+    progress.invocations += 1
+    if progress.invocations > MAX_PLAN_INVOCATIONS:
+        raise SyncRefusedError(
+            f"shard {shard.index} is still not planned after {MAX_PLAN_INVOCATIONS} invocations: "
+            "raise S3SyncPlanShards so each key range is smaller"
+        )
+    stats, examples, sample = progress.stats, progress.examples, progress.sample
+    writer = _BatchWriter(clients.work, run, shard.index, settings, first_batch=len(progress.batches))
+    sampler = random.Random(f"{run.id}/{shard.index}/{progress.invocations}")  # noqa: S311 - a sample, not a secret
+    pairs = merge_join(
+        read_ahead(
+            listing(
+                clients.source, run.source_bucket, run.prefix, start=shard.start, end=shard.end, after=progress.after
+            )
+        ),
+        read_ahead(
+            listing(
+                clients.replica, run.replica_bucket, run.prefix, start=shard.start, end=shard.end, after=progress.after
+            )
+        ),
+    )
+    finished = True
+    for compared_now, (source, replica) in enumerate(pairs, start=1):
+        progress.after = (source or replica).key  # type: ignore[union-attr]
         if source is None:
             assert replica is not None
             stats["replica_only"] += 1
-            if len(examples["replica_only"]) < EXAMPLES:
-                examples["replica_only"].append(replica.key)
+            _note(examples["replica_only"], replica.key)
             if run.mode == "mirror":
                 stats["to_delete"] += 1
                 writer.delete(replica.key)
-            continue
-        stats["compared_objects"] += 1
-        stats["compared_bytes"] += source.size
-        if replica is not None and not differs(source, replica):
+        elif replica is not None and not differs(source, replica):
+            stats["compared_objects"] += 1
+            stats["compared_bytes"] += source.size
             stats["in_sync"] += 1
             # Reservoir sampling: a uniform sample of the objects found in sync, in constant memory.
-            if len(sample) < sample_size:
-                sample.append(source.key)
-            elif (slot := sampler.randrange(stats["in_sync"])) < sample_size:
-                sample[slot] = source.key
-            continue
-        reason = "new" if replica is None else "changed"
-        stats[reason] += 1
-        stats["to_copy_bytes"] += source.size
-        if len(examples[reason]) < EXAMPLES:
-            examples[reason].append(source.key)
-        writer.copy(CopyItem(source.key, source.size, source.etag))
+            chosen = {"key": source.key, "etag": source.etag}
+            if len(sample) < settings.verify_sample:
+                sample.append(chosen)
+            elif (slot := sampler.randrange(stats["in_sync"])) < settings.verify_sample:
+                sample[slot] = chosen
+        else:
+            reason = "new" if replica is None else "changed"
+            stats["compared_objects"] += 1
+            stats["compared_bytes"] += source.size
+            stats[reason] += 1
+            stats["to_copy_bytes"] += source.size
+            _note(examples[reason], source.key)
+            writer.copy(CopyItem(source.key, source.size, source.etag))
+        if compared_now % CHECK_TIME_EVERY == 0 and (compared_now >= settings.plan_chunk_objects or out_of_time()):
+            finished = False
+            break
     writer.close()
-    _put_json(
-        clients.work,
-        run.work_bucket,
-        _shard_key(run, shard),
-        {"batches": writer.written, "sample": sample, "examples": examples},
-    )
-    return {"shard": shard.index, **stats, "batches": len(writer.written)}
+    progress.batches.extend(writer.written)
+    progress.done = finished
+    _put_json(clients.work, run.work_bucket, _shard_key(run, shard), asdict(progress))
+    return {"shard": shard.index, "done": finished, **stats, "batches": len(progress.batches)}
+
+
+def _note(examples: list[str], key: str) -> None:
+    if len(examples) < EXAMPLES:
+        examples.append(key)
+
+
+def _progress(clients: Clients, run: Run, shard: Shard) -> ShardProgress:
+    try:
+        return ShardProgress(**_get_json(clients.work, run.work_bucket, _shard_key(run, shard)))
+    except ClientError as exc:
+        if error_code(exc) in ("NoSuchKey", "404"):
+            return ShardProgress()
+        raise
 
 
 def _shard_key(run: Run, shard: Shard) -> str:
@@ -452,7 +520,8 @@ def copy(settings: SyncSettings, clients: Clients, task: CopyTask) -> dict[str, 
         "batch": task.batch,
         "copied": len(copied),
         "copied_bytes": sum(r.size for r in copied),
-        "copied_keys": [r.key for r in copied],
+        # A few of the versions just copied, for the sample check; all keys would make 100 KB per batch.
+        "copied_sample": [{"key": r.key, "etag": r.etag} for r in copied[:EXAMPLES]],
         "vanished": sum(1 for r in results if r.outcome == "vanished"),
         "changed_during_copy": sum(r.retried_changed for r in results),
         "deleted": len(deleted),
@@ -462,34 +531,32 @@ def copy(settings: SyncSettings, clients: Clients, task: CopyTask) -> dict[str, 
     return {"batch": task.batch, "copied": outcome["copied"], "failed": len(failed)}
 
 
-def _kms_key_matches(expected: str | None) -> Any:
-    def matches(actual: str | None) -> bool:
-        # S3 reports the key ARN; the parameter may be an ARN or a key id.
-        return expected is None or (actual is not None and (actual == expected or actual.endswith(f"/{expected}")))
-
-    return matches
-
-
 def verify(settings: SyncSettings, clients: Clients, task: VerifyTask) -> dict[str, Any]:
-    """Deep-compare a sample of objects: some the plan found in sync, some just copied."""
+    """Deep-compare a sample: versions the plan found in sync and versions just copied (those
+    are also checked for the replica key; older copies may predate a change of key)."""
     run = task.run
-    keys: list[str] = []
+    candidates: dict[str, tuple[str, bool]] = {}
     for shard in run.shards:
-        keys.extend(_shard_file(clients, run, shard)["sample"])
+        for chosen in _shard_file(clients, run, shard)["sample"]:
+            candidates[chosen["key"]] = (chosen["etag"], False)
     if run.copy_objects:
         result_keys = _keys_under(clients.work, run.work_bucket, run.key("results") + "/")
         sampler = random.Random(run.id)  # noqa: S311 - picks a verification sample, not a secret
         for result_key in sampler.sample(result_keys, min(4, len(result_keys))):
-            keys.extend(_get_json(clients.work, run.work_bucket, result_key)["copied_keys"][:EXAMPLES])
-    keys = list(dict.fromkeys(keys))
+            for chosen in _get_json(clients.work, run.work_bucket, result_key)["copied_sample"]:
+                candidates[chosen["key"]] = (chosen["etag"], True)
+    keys = sorted(candidates)
     random.Random(run.id).shuffle(keys)  # noqa: S311 - picks a verification sample, not a secret
     keys = keys[: settings.verify_sample]
     options = _copy_options(settings, run)
-    matches = _kms_key_matches(settings.replica_kms_key_arn if run.copy_objects else None)
+
+    def check(key: str) -> list[str]:
+        etag, copied_now = candidates[key]
+        expected_key = settings.replica_kms_key_arn if copied_now else None
+        return verify_object(clients.source, clients.replica, options, key, etag=etag, expected_kms_key=expected_key)
+
     with ThreadPoolExecutor(max_workers=8) as pool:
-        problems = list(
-            pool.map(lambda key: verify_object(clients.source, clients.replica, options, key, matches), keys)
-        )
+        problems = list(pool.map(check, keys))
     mismatched = [{"key": key, "differs": found} for key, found in zip(keys, problems, strict=True) if found]
     return {"checked": len(keys), "mismatched": mismatched[:EXAMPLES], "mismatched_count": len(mismatched)}
 
@@ -497,7 +564,7 @@ def verify(settings: SyncSettings, clients: Clients, task: VerifyTask) -> dict[s
 def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: datetime) -> dict[str, Any]:
     """Totals of the plans and of every batch result; a batch without a result failed as a whole."""
     run = task.run
-    totals = {name: sum(p[name] for p in task.plans) for name in task.plans[0] if name != "shard"}
+    totals = {name: sum(p[name] for p in task.plans) for name in task.plans[0] if name not in ("shard", "done")}
     examples: dict[str, list[str]] = {"new": [], "changed": [], "replica_only": []}
     for shard in run.shards:
         for name, keys in _shard_file(clients, run, shard)["examples"].items():
@@ -508,20 +575,24 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
     if run.copy_objects and totals["batches"]:
         batches = [i["batch"] for i in _get_json(clients.work, run.work_bucket, run.key("manifest.json"))]
         done = set(_keys_under(clients.work, run.work_bucket, run.key("results") + "/"))
-        for batch in batches:
+
+        def outcome(batch: str) -> dict[str, Any]:
             result_key = _result_key(run, batch)
-            if result_key not in done:
-                lost = _get_json(clients.work, run.work_bucket, batch)
-                failed.extend({"key": i["key"], "error": "BatchFailed"} for i in lost["copy"])
-                failed.extend({"key": key, "error": "BatchFailed"} for key in lost["delete"])
-                continue
-            result = _get_json(clients.work, run.work_bucket, result_key)
-            copied["objects"] += result["copied"]
-            copied["bytes"] += result["copied_bytes"]
-            vanished += result["vanished"]
-            changed_during_copy += result["changed_during_copy"]
-            deleted += result["deleted"]
-            failed.extend(result["failed"])
+            if result_key in done:
+                found: dict[str, Any] = _get_json(clients.work, run.work_bucket, result_key)
+                return found
+            lost = _get_json(clients.work, run.work_bucket, batch)
+            keys = [i["key"] for i in lost["copy"]] + lost["delete"]
+            return {"failed": [{"key": key, "error": "BatchFailed"} for key in keys]}
+
+        with ThreadPoolExecutor(max_workers=SUMMARY_READERS) as pool:
+            for result in pool.map(outcome, batches):
+                copied["objects"] += result.get("copied", 0)
+                copied["bytes"] += result.get("copied_bytes", 0)
+                vanished += result.get("vanished", 0)
+                changed_during_copy += result.get("changed_during_copy", 0)
+                deleted += result.get("deleted", 0)
+                failed.extend(result["failed"])
     drift = totals["new"] + totals["changed"] + (totals["replica_only"] if run.mode == "mirror" else 0)
     if len(failed) > settings.tolerated_failures or task.verify.get("mismatched_count"):
         status = "failed"

@@ -46,11 +46,13 @@ class DeploymentSettings:
         )
 
 
-def whole_number(env: Mapping[str, str], name: str, parameter: str, low: int = 0, high: int = 2**63) -> int:
+UNBOUNDED = 2**63
+
+
+def whole_number(env: Mapping[str, str], name: str, parameter: str, low: int = 0, high: int = UNBOUNDED) -> int:
     """A whole-number setting within bounds, or a ConfigurationError naming the stack parameter."""
     value = env.get(name, "").strip()
     if not value.isdigit() or not low <= int(value) <= high:
-        raise ConfigurationError(
-            f"{name}={value!r}: set the stack parameter {parameter} to a whole number {low}-{high}"
-        )
+        bounds = f"{low}-{high}" if high < UNBOUNDED else f"{low} or more"
+        raise ConfigurationError(f"{name}={value!r}: set the stack parameter {parameter} to a whole number, {bounds}")
     return int(value)
