@@ -158,9 +158,10 @@ def common_prefixes(s3: Any, bucket: str, prefix: str) -> list[str]:
 
 
 def shard_boundaries(s3: Any, bucket: str, prefix: str, wanted: int, max_depth: int = 6) -> list[str]:
-    """Up to ``wanted - 1`` sorted cut points, taken from the bucket's "directories" a few levels
-    deep (at most six levels), so shards hold similar parts of the key space. Shard i covers keys in
-    [boundary[i-1], boundary[i]); together the shards cover every key whatever the cut points."""
+    """Up to ``wanted - 1`` sorted cut points, spread evenly over the bucket's "directories" up to
+    six levels deep: by name, not by object count, so ranges can be uneven (a plan too big for one
+    invocation continues in the next). Shard i covers keys in [boundary[i-1], boundary[i]);
+    together the shards cover every key whatever the cut points."""
     if wanted <= 1:
         return []
     level = [prefix]
