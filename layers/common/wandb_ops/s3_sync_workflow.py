@@ -26,6 +26,7 @@ from wandb_ops.errors import ConfigurationError, WandbOpsError
 from wandb_ops.models import StrictModel
 from wandb_ops.s3_sync import (
     DELETE_OBJECTS_LIMIT,
+    NOT_FOUND,
     CopyItem,
     CopyOptions,
     copy_all,
@@ -463,7 +464,7 @@ def _progress(clients: Clients, run: Run, shard: Shard) -> ShardProgress:
     try:
         return ShardProgress(**_get_json(clients.work, run.work_bucket, _shard_key(run, shard)))
     except ClientError as exc:
-        if error_code(exc) in ("NoSuchKey", "404"):
+        if error_code(exc) in NOT_FOUND:
             return ShardProgress()
         raise
 
@@ -485,9 +486,7 @@ def manifest(clients: Clients, task: ManifestTask) -> dict[str, Any]:
         return {"key": None, "batches": 0}
     batches: list[str] = []
     for shard in run.shards:
-        batches.extend(
-            _get_json(clients.work, run.work_bucket, run.key("shards", f"{shard.index:04d}.json"))["batches"]
-        )
+        batches.extend(_shard_file(clients, run, shard)["batches"])
     key = run.key("manifest.json")
     _put_json(clients.work, run.work_bucket, key, [{"batch": batch} for batch in batches])
     return {"key": key, "batches": len(batches)}
