@@ -2,8 +2,10 @@
 the deployed stack, the simulated W&B deployment and the MySQL-compatible engines."""
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import boto3
 import pytest
 
 from tests.rig.engines import ENGINES, Engine, EngineUnavailable, start_engine
@@ -63,3 +65,23 @@ def mysql_engine(request: pytest.FixtureRequest) -> Engine:
             pytest.fail(message + " (WANDB_OPS_REQUIRE_ENGINES requires it)")
         pytest.skip(message)
     return started
+
+
+AwsHook = Callable[[str, str, Callable[..., Any]], None]
+
+
+@pytest.fixture
+def aws_hook() -> Iterator[AwsHook]:
+    """Register a botocore before-call hook on (service, operation) for the test's duration: it
+    sees every request the functions make (they build their clients from the default session),
+    and a hook that returns a response answers instead of the emulator."""
+    registered: list[tuple[str, Callable[..., Any]]] = []
+
+    def register(service: str, operation: str, hook: Callable[..., Any]) -> None:
+        event = f"before-call.{service}.{operation}"
+        boto3.DEFAULT_SESSION.events.register(event, hook)
+        registered.append((event, hook))
+
+    yield register
+    for event, hook in registered:
+        boto3.DEFAULT_SESSION.events.unregister(event, hook)

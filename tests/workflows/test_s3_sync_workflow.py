@@ -5,13 +5,14 @@ import hashlib
 import secrets
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from tests.conftest import AwsHook
 from tests.rig.lambda_runtime import SimulatedCrash
 from tests.rig.local_cloud import Execution, LocalCloud
 from tests.rig.stack import DeployedStack
@@ -219,19 +220,8 @@ def test_large_objects_take_the_multipart_copy_path(
 
 
 @pytest.fixture
-def s3_hook() -> Iterator[Callable[[str, Callable[..., Any]], None]]:
-    """Register a botocore before-call hook on the S3 operation for the test's duration: it sees
-    every request the functions make (they build their clients from the default session)."""
-    registered: list[tuple[str, Callable[..., Any]]] = []
-
-    def register(operation: str, hook: Callable[..., Any]) -> None:
-        event = f"before-call.s3.{operation}"
-        boto3.DEFAULT_SESSION.events.register(event, hook)
-        registered.append((event, hook))
-
-    yield register
-    for event, hook in registered:
-        boto3.DEFAULT_SESSION.events.unregister(event, hook)
+def s3_hook(aws_hook: AwsHook) -> Callable[[str, Callable[..., Any]], None]:
+    return lambda operation, hook: aws_hook("s3", operation, hook)
 
 
 def _is_request_for(request: dict[str, Any], key: str) -> bool:
