@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "layers" / "common")]
@@ -45,6 +46,7 @@ class Demo:
     engine: Engine | None  # a private MariaDB, when this machine has it
     kubernetes: WandbOnKubernetes | None
     master_secret_arn: str
+    next_key_arn: str  # a second-generation W&B key, listed in KmsRotationKeyArns
 
 
 def heading(title: str) -> None:
@@ -229,6 +231,67 @@ def run_s3_sync(demo: Demo) -> None:
     run("mirror (deletes it; versioning keeps it recoverable)", {"mode": "mirror"})
 
 
+def run_kms_rotation(demo: Demo) -> None:
+    cloud, stack, wandb = demo.cloud, demo.stack, demo.wandb
+    heading("Workflow: KMS key rotation policy")
+    arn = stack.state_machine_arns["KmsRotationStateMachine"]
+    inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
+
+    def run(label: str, workflow_input: dict[str, object]) -> dict[str, Any]:
+        started = time.monotonic()
+        execution = cloud.run(arn, {**workflow_input, "source": "demo"})
+        show_execution(label, execution, time.monotonic() - started)
+        output: dict[str, Any] = execution.output or {}
+        return output
+
+    report = run("report (the stack's default mode: changes nothing)", {})
+    for notification in inbox.received():
+        print(textwrap.indent(notification.message, "  "))
+    run("enforce", {"mode": "enforce"})
+    for notification in inbox.received():
+        print(textwrap.indent(notification.message, "  "))
+    emergency = run("rotate now (a suspected compromise)", {"mode": "enforce", "rotate_now": [wandb.kms_alias]})
+    print(f"  {emergency.get('changes')} change(s); keys assessed: {len(report.get('keys', []))}")
+    inbox.received()
+    plan = run("re-encrypted snapshot copy, dry run", {"action": "copy_aurora_snapshot", "kms_key": demo.next_key_arn})
+    print(f"  would copy {plan.get('source_snapshot')} as {plan.get('target')} under {plan.get('kms_key')}")
+    run(
+        "re-encrypted snapshot copy",
+        {"action": "copy_aurora_snapshot", "kms_key": demo.next_key_arn, "dry_run": False},
+    )
+    for notification in inbox.received():
+        print(textwrap.indent(notification.message, "  "))
+
+
+def run_s3_reencrypt(demo: Demo) -> None:
+    cloud, stack, wandb = demo.cloud, demo.stack, demo.wandb
+    heading("Workflow: re-encryption of the W&B bucket (by hand only)")
+    arn = stack.state_machine_arns["S3ReencryptStateMachine"]
+    s3 = boto3.client("s3")
+
+    def keys_in_use() -> Counter[str]:
+        found: Counter[str] = Counter()
+        for item in s3.list_objects_v2(Bucket=wandb.bucket_name)["Contents"]:
+            found[s3.head_object(Bucket=wandb.bucket_name, Key=item["Key"]).get("SSEKMSKeyId", "none")] += 1
+        return found
+
+    def run(label: str, workflow_input: dict[str, object]) -> dict[str, Any]:
+        started = time.monotonic()
+        execution = cloud.run(arn, {**workflow_input, "source": "demo"}, timeout_s=300)
+        show_execution(label, execution, time.monotonic() - started)
+        output: dict[str, Any] = execution.output or {}
+        if output:
+            print(
+                f"  to copy {output['to_copy']}, copied {output['copied']}, status {output['status']},"
+                f" resume with {output.get('resume_input')}"
+            )
+        return output
+
+    run("dry run (the default)", {})
+    run("re-encrypt under the bucket's default key (its current key material)", {"dry_run": False})
+    print(f"  objects per KMS key afterwards: {dict(keys_in_use())}")
+
+
 def run_credential_rotation(demo: Demo) -> None:
     heading("Workflow: credential rotation (W&B on Kubernetes)")
     if demo.engine is None or demo.kubernetes is None:
@@ -283,6 +346,8 @@ WORKFLOWS: dict[str, Callable[[Demo], None]] = {
     "DbRestoreCheckStateMachine": run_db_restore_check,
     "TfStateBackupStateMachine": run_tfstate_backup,
     "S3SyncStateMachine": run_s3_sync,
+    "KmsRotationStateMachine": run_kms_rotation,
+    "S3ReencryptStateMachine": run_s3_reencrypt,
     "CredentialRotationStateMachine": run_credential_rotation,
 }
 
@@ -319,7 +384,12 @@ def main() -> int:
     try:
         wandb = seed_wandb(objects=40, terraform_state=True)
         show_deployment(wandb)
-        parameters = {**wandb.stack_parameters(), "MasterSecretArn": wandb.master_secret_arn}
+        next_key = boto3.client("kms").create_key(Description="W&B key, second generation")["KeyMetadata"]["Arn"]
+        parameters = {
+            **wandb.stack_parameters(),
+            "MasterSecretArn": wandb.master_secret_arn,
+            "KmsRotationKeyArns": next_key,
+        }
         engine = start_database(wandb)
         if engine is not None:
             master = json.loads(
@@ -335,7 +405,7 @@ def main() -> int:
         missing = sorted(set(stack.state_machine_arns) - set(WORKFLOWS))
         if missing:
             raise SystemExit(f"state machines without a demo step: {missing}")
-        demo = Demo(cloud, stack, wandb, engine, kubernetes, wandb.master_secret_arn)
+        demo = Demo(cloud, stack, wandb, engine, kubernetes, wandb.master_secret_arn, next_key)
         for run in WORKFLOWS.values():
             run(demo)
         heading("Done")

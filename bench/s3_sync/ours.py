@@ -63,6 +63,7 @@ def _run(source: str, replica: str, work_bucket: str) -> dict[str, Any]:
     )
 
     settings = SyncSettings(
+        purpose="replica",
         source_bucket=source,
         replica_bucket=replica,
         replica_region=os.environ.get("AWS_REGION", "us-east-1"),
@@ -80,9 +81,11 @@ def _run(source: str, replica: str, work_bucket: str) -> dict[str, Any]:
         verify_sample=20,
     )
     s3 = aws.client("s3", connections=MAP_CONCURRENCY * COPY_CONCURRENCY)
-    clients = Clients(source=s3, replica=s3, work=s3, cloudwatch=aws.client("cloudwatch"))
+    clients = Clients(source=s3, replica=s3, work=s3, cloudwatch=aws.client("cloudwatch"), kms=aws.client("kms"))
     now = datetime.now(UTC)
-    prepared = prepare(settings, clients, PrepareTask(action="prepare", input=SyncRequest(mode="sync")), now)
+    prepared = prepare(
+        settings, clients, PrepareTask(action="prepare", input=SyncRequest(mode="sync").model_dump()), now
+    )
     run = Run.model_validate(prepared)
     with ThreadPoolExecutor(MAP_CONCURRENCY) as pool:
         plans = list(

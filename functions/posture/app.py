@@ -1,11 +1,14 @@
 """Posture report function: assess the W&B deployment (read-only) and return the report."""
 
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from wandb_ops import aws
+from wandb_ops.kms_rotation import Clients as RotationClients
+from wandb_ops.kms_rotation import RotationSettings
 from wandb_ops.models import TaskEvent
 from wandb_ops.observability import logger, metrics, tracer
 from wandb_ops.posture import PostureRequest, PostureSources, assess, utcnow
@@ -19,12 +22,19 @@ from wandb_ops.validation import parse_event
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = parse_event(TaskEvent[PostureRequest], event)
     logger.set_correlation_id(task.execution or context.aws_request_id)
-    settings = DeploymentSettings.from_env()
+    settings, rotation = DeploymentSettings.from_env(), RotationSettings.from_env()
+    client = cache(lambda service, region: aws.client(service, region=region))  # one per region, per invocation
+    rds = client("rds", rotation.region)
     sources = PostureSources(
-        rds=aws.client("rds"), s3=aws.client("s3"), kms=aws.client("kms"), secretsmanager=aws.client("secretsmanager")
+        rds=rds,
+        s3=client("s3", rotation.region),
+        secretsmanager=aws.client("secretsmanager"),
+        rotation=RotationClients(
+            kms=lambda region: client("kms", region), s3=lambda region: client("s3", region), rds=rds
+        ),
     )
     with aws.throttling_as_retryable():
-        report = assess(settings, sources, utcnow())
+        report = assess(settings, rotation, sources, utcnow())
     metrics.add_metric(name="PostureFail", unit=MetricUnit.Count, value=report.summary.fail)
     metrics.add_metric(name="PostureWarn", unit=MetricUnit.Count, value=report.summary.warn)
     logger.info("posture assessed", extra={"summary": report.summary.model_dump(), "source": task.input.source})

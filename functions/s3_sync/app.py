@@ -1,4 +1,6 @@
-"""S3 replica sync function: one step of the sync workflow per call (per the task's action)."""
+"""S3 replica sync function: one step of the sync workflow per call (per the task's action).
+Deployed twice: for the replica sync, and (S3_SYNC_PURPOSE=reencrypt) for the re-encryption
+of the W&B bucket, which copies the bucket onto itself."""
 
 from typing import Any
 
@@ -40,6 +42,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         replica=aws.client("s3", region=settings.replica_region, connections=settings.copy_concurrency),
         work=aws.client("s3"),
         cloudwatch=aws.client("cloudwatch"),
+        kms=aws.client("kms"),
     )
     logger.append_keys(action=task.action, run=None if isinstance(task, PrepareTask) else task.run.id)
     with aws.throttling_as_retryable():
@@ -53,14 +56,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             result = copy(settings, clients, task)
         elif isinstance(task, SummaryTask):
             result = summary(settings, clients, task, utcnow())
-            _publish_metrics(result)
+            _publish_metrics("S3Sync" if settings.purpose == "replica" else "S3Reencrypt", result)
         else:
             result = verify(settings, clients, task)
     logger.info("step done", extra={"result": {k: v for k, v in result.items() if k != "shards"}})
     return result
 
 
-def _publish_metrics(result: dict[str, Any]) -> None:
+def _publish_metrics(prefix: str, result: dict[str, Any]) -> None:
     counts = {
         "ObjectsCompared": result["compared"]["objects"],
         "ObjectsCopied": result["copied"]["objects"],
@@ -70,6 +73,6 @@ def _publish_metrics(result: dict[str, Any]) -> None:
         "VerifyMismatches": result["verify"].get("mismatched_count", 0),
     }
     for name, value in counts.items():
-        metrics.add_metric(name=f"S3Sync{name}", unit=MetricUnit.Count, value=value)
-    metrics.add_metric(name="S3SyncBytesCopied", unit=MetricUnit.Bytes, value=result["copied"]["bytes"])
-    metrics.add_metric(name="S3SyncDuration", unit=MetricUnit.Seconds, value=result["duration_seconds"])
+        metrics.add_metric(name=f"{prefix}{name}", unit=MetricUnit.Count, value=value)
+    metrics.add_metric(name=f"{prefix}BytesCopied", unit=MetricUnit.Bytes, value=result["copied"]["bytes"])
+    metrics.add_metric(name=f"{prefix}Duration", unit=MetricUnit.Seconds, value=result["duration_seconds"])

@@ -6,26 +6,37 @@ import boto3
 
 from tests.rig.local_cloud import LocalCloud
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb
+from wandb_ops.kms_rotation import Clients as RotationClients
+from wandb_ops.kms_rotation import RotationSettings
 from wandb_ops.posture import PostureReport, PostureSources, Status, assess
 from wandb_ops.settings import DeploymentSettings
 
 
 def _assess(wandb: SimulatedWandb, secret_arn: str | None = None) -> PostureReport:
-    settings = DeploymentSettings(
-        namespace=wandb.namespace,
-        bucket_name=wandb.bucket_name,
-        kms_key_arn=wandb.kms_key_arn,
-        eks_cluster_name=wandb.namespace,
-        wandb_url=None,
-        database_secret_arn=secret_arn,
-    )
+    environment = {
+        "WANDB_NAMESPACE": wandb.namespace,
+        "WANDB_BUCKET_NAME": wandb.bucket_name,
+        "WANDB_KMS_KEY_ARN": wandb.kms_key_arn,
+        "WANDB_DATABASE_SECRET_ARN": secret_arn or "",
+        "KMS_ROTATION_MODE": "report",
+        "KMS_ROTATION_PERIOD_DAYS": "365",
+        "KMS_ON_DEMAND_EVERY_DAYS": "0",
+        "KMS_ON_DEMAND_LIMIT": "10",
+        "KMS_ON_DEMAND_RESERVE": "2",
+    }
+    rds, s3, kms = boto3.client("rds"), boto3.client("s3"), boto3.client("kms")
     sources = PostureSources(
-        rds=boto3.client("rds"),
-        s3=boto3.client("s3"),
-        kms=boto3.client("kms"),
+        rds=rds,
+        s3=s3,
         secretsmanager=boto3.client("secretsmanager"),
+        rotation=RotationClients(kms=lambda _: kms, s3=lambda _: s3, rds=rds),
     )
-    return assess(settings, sources, datetime.now(UTC))
+    settings, rotation = DeploymentSettings.from_env(environment), RotationSettings.from_env(environment)
+    return assess(settings, rotation, sources, datetime.now(UTC))
+
+
+def _rotation_item(wandb: SimulatedWandb) -> str:
+    return f"kms.rotation:{wandb.kms_key_arn.rsplit('/', 1)[1]}"
 
 
 def _statuses(report: PostureReport) -> dict[str, Status]:
@@ -44,8 +55,7 @@ def test_terraform_defaults_are_reported(wandb: SimulatedWandb) -> None:
         "s3.bucket": Status.OK,
         "s3.versioning": Status.WARN,
         "s3.encryption": Status.OK,
-        "kms.key": Status.OK,
-        "kms.rotation": Status.FAIL,
+        _rotation_item(wandb): Status.FAIL,
         "credentials.application_user": Status.WARN,
     }
 
@@ -65,7 +75,7 @@ def test_fixed_settings_turn_ok(wandb: SimulatedWandb) -> None:
     )
     statuses = _statuses(_assess(wandb))
     assert statuses["s3.versioning"] is Status.OK
-    assert statuses["kms.rotation"] is Status.OK
+    assert statuses[_rotation_item(wandb)] is Status.OK
     assert statuses["aurora.newest_snapshot"] is Status.OK
 
 

@@ -73,7 +73,7 @@ def _settings(**overrides: str) -> SyncSettings:
 def test_the_shard_count_follows_the_bucket_size(cloud: LocalCloud) -> None:
     s3, cloudwatch = boto3.client("s3"), boto3.client("cloudwatch")
     s3.create_bucket(Bucket="sized")
-    clients = Clients(source=s3, replica=s3, work=s3, cloudwatch=cloudwatch)
+    clients = Clients(source=s3, replica=s3, work=s3, cloudwatch=cloudwatch, kms=boto3.client("kms"))
     now = datetime.now(UTC)
     for index in range(10):
         s3.put_object(Bucket="sized", Key=f"k{index}", Body=b"")

@@ -6,11 +6,25 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from wandb_ops.kms_rotation import Clients as RotationClients
+from wandb_ops.kms_rotation import RotationSettings
 from wandb_ops.posture import PostureSources, Status, assess
 from wandb_ops.settings import DeploymentSettings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-SETTINGS = DeploymentSettings("wandb", "wandb-file-storage-1a2b", "arn:aws:kms:us-east-1:1:key/k", "wandb", None, None)
+KEY = "arn:aws:kms:us-east-1:111122223333:key/k"
+ENVIRONMENT = {
+    "WANDB_NAMESPACE": "wandb",
+    "WANDB_BUCKET_NAME": "wandb-file-storage-1a2b",
+    "WANDB_KMS_KEY_ARN": KEY,
+    "KMS_ROTATION_MODE": "report",
+    "KMS_ROTATION_PERIOD_DAYS": "180",
+    "KMS_ON_DEMAND_EVERY_DAYS": "0",
+    "KMS_ON_DEMAND_LIMIT": "10",
+    "KMS_ON_DEMAND_RESERVE": "2",
+}
+SETTINGS = DeploymentSettings.from_env(ENVIRONMENT)
+ROTATION = RotationSettings.from_env(ENVIRONMENT)
 
 
 def _denied(operation: str) -> ClientError:
@@ -54,17 +68,25 @@ class FakeKms:
         self.deny_rotation_status = deny_rotation_status
 
     def describe_key(self, **_: Any) -> dict[str, Any]:
-        return {"KeyMetadata": {"KeyState": self.state, "KeyManager": "CUSTOMER"}}
+        return {"KeyMetadata": {"Arn": KEY, "KeyState": self.state, "KeyManager": "CUSTOMER", "CreationDate": NOW}}
 
     def get_key_rotation_status(self, **_: Any) -> dict[str, Any]:
         if self.deny_rotation_status:
             raise _denied("GetKeyRotationStatus")
         return {"KeyRotationEnabled": True, "RotationPeriodInDays": 180}
 
+    def get_paginator(self, _: str) -> "FakeKms":
+        return self
+
+    def paginate(self, **_: Any) -> list[dict[str, Any]]:
+        return [{"Rotations": []}]
+
 
 def _statuses(rds: Any = None, kms: Any = None) -> dict[str, Any]:
-    sources = PostureSources(rds=rds or FakeRds([]), s3=FakeS3(), kms=kms or FakeKms(), secretsmanager=None)
-    return {item.id: item for item in assess(SETTINGS, sources, NOW).items}
+    rds, kms = rds or FakeRds([]), kms or FakeKms()
+    rotation = RotationClients(kms=lambda _: kms, s3=lambda _: FakeS3(), rds=rds)
+    sources = PostureSources(rds=rds, s3=FakeS3(), secretsmanager=None, rotation=rotation)
+    return {item.id: item for item in assess(SETTINGS, ROTATION, sources, NOW).items}
 
 
 @pytest.mark.parametrize(
@@ -78,17 +100,19 @@ def test_snapshot_age_thresholds(age: timedelta, expected: Status) -> None:
 
 def test_access_denied_is_a_warning_that_names_the_permission() -> None:
     items = _statuses(kms=FakeKms(deny_rotation_status=True))
-    assert items["kms.rotation"].status is Status.WARN
-    assert "kms:GetKeyRotationStatus" in items["kms.rotation"].fix
+    assert items["kms.rotation:k"].status is Status.WARN
+    assert "kms:GetKeyRotationStatus was denied" in items["kms.rotation:k"].fix
+    assert "put-key-policy" in items["kms.rotation:k"].fix
     assert items["s3.encryption"].status is Status.WARN
     assert "s3:GetEncryptionConfiguration" in items["s3.encryption"].fix
+    assert items["kms.discovery"].status is Status.WARN  # the bucket's key could not be read either
 
 
-def test_a_disabled_key_fails_and_stops_further_key_checks() -> None:
+def test_a_disabled_key_fails_with_the_way_back() -> None:
     items = _statuses(kms=FakeKms(state="PendingDeletion"))
-    assert items["kms.key"].status is Status.FAIL and "cancel-key-deletion" in items["kms.key"].fix
-    assert "kms.rotation" not in items
+    assert items["kms.rotation:k"].status is Status.FAIL and "cancel-key-deletion" in items["kms.rotation:k"].fix
+    assert items["kms.rotation:k"].evidence.endswith("key PendingDeletion")
 
 
 def test_rotation_period_is_reported() -> None:
-    assert "every 180 days" in _statuses()["kms.rotation"].evidence
+    assert "every 180 days" in _statuses()["kms.rotation:k"].evidence

@@ -20,7 +20,7 @@ def test_findings_are_returned_and_published(cloud: LocalCloud, stack: DeployedS
     [notification] = inbox.received()
     assert notification.subject == "wandb-ops posture: 1 fail, 4 warn, 7 ok"
     assert notification.message.splitlines()[0] == f"W&B deployment '{wandb.namespace}': 1 fail, 4 warn, 7 ok"
-    assert "[FAIL] kms.rotation" in notification.message
+    assert f"[FAIL] kms.rotation:{wandb.kms_key_arn.rsplit('/', 1)[1]}" in notification.message
 
 
 def test_invalid_input_fails_the_run_and_notifies_the_reason(cloud: LocalCloud, stack: DeployedStack) -> None:

@@ -171,7 +171,7 @@ def region_of(reference: str, default: str) -> str:
     return found.group(1) if found else default
 
 
-def _bucket_default_key(s3: Any, bucket: str) -> str | None:
+def bucket_default_key(s3: Any, bucket: str) -> str | None:
     """The bucket's default SSE-KMS key (the AWS-managed aws/s3 key when none is named), or None."""
     try:
         rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
@@ -236,7 +236,7 @@ def discover(settings: RotationSettings, clients: Clients, task: DiscoverTask) -
             _read(
                 f"W&B bucket {settings.bucket_name}",
                 problems,
-                lambda: _bucket_default_key(s3_here, settings.bucket_name),
+                lambda: bucket_default_key(s3_here, settings.bucket_name),
                 "s3:GetEncryptionConfiguration",
             ),
             settings.region,
@@ -261,7 +261,7 @@ def discover(settings: RotationSettings, clients: Clients, task: DiscoverTask) -
         replica_default = _read(
             f"replica bucket {settings.replica_bucket}",
             problems,
-            lambda: _bucket_default_key(s3_replica, settings.replica_bucket),
+            lambda: bucket_default_key(s3_replica, settings.replica_bucket),
             "s3:GetEncryptionConfiguration",
         )
         named.append(

@@ -14,6 +14,9 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from wandb_ops.aws import error_code
+from wandb_ops.kms_rotation import AssessTask, DiscoverTask, Finding, RotationRequest, RotationSettings, discover
+from wandb_ops.kms_rotation import Clients as RotationClients
+from wandb_ops.kms_rotation import assess as assess_key
 from wandb_ops.models import StrictModel
 from wandb_ops.settings import DeploymentSettings
 
@@ -65,15 +68,17 @@ class PostureSources:
 
     rds: Any
     s3: Any
-    kms: Any
     secretsmanager: Any
+    rotation: RotationClients  # the KMS rotation policy's clients, per region
 
 
-def assess(settings: DeploymentSettings, sources: PostureSources, now: datetime) -> PostureReport:
+def assess(
+    settings: DeploymentSettings, rotation: RotationSettings, sources: PostureSources, now: datetime
+) -> PostureReport:
     items: list[PostureItem] = []
     items += _cluster_items(settings.namespace, sources.rds, now)
     items += _bucket_items(settings.bucket_name, sources.s3)
-    items += _key_items(settings.kms_key_arn, sources.kms)
+    items += _key_items(rotation, sources.rotation, now)
     items += _secret_items(settings.database_secret_arn, sources.secretsmanager, now)
     summary = PostureSummary(
         ok=sum(item.status is Status.OK for item in items),
@@ -312,63 +317,44 @@ def _bucket_encryption(bucket: str, s3: Any) -> PostureItem:
 # ---------------------------------------------------------------- KMS
 
 
-def _key_items(key_arn: str, kms: Any) -> list[PostureItem]:
-    def check() -> list[PostureItem]:
-        try:
-            metadata = kms.describe_key(KeyId=key_arn)["KeyMetadata"]
-        except ClientError as exc:
-            if error_code(exc) == "NotFoundException":
-                return [
-                    _item(
-                        "kms.key",
-                        Status.FAIL,
-                        f"key {key_arn} does not exist",
-                        "set the stack parameter KmsKeyArn to terraform output kms_key_arn",
-                    )
-                ]
-            raise
-        state = metadata.get("KeyState", "unknown")
-        if state != "Enabled":
-            return [
-                _item(
-                    "kms.key",
-                    Status.FAIL,
-                    f"key {key_arn} is {state}: W&B data encrypted with it cannot be read",
-                    "enable the key (aws kms enable-key) or cancel its scheduled deletion "
-                    "(aws kms cancel-key-deletion)",
-                )
-            ]
-        items = [_item("kms.key", Status.OK, f"key {key_arn} is enabled")]
-        if metadata.get("KeyManager") == "AWS":
-            items.append(_item("kms.rotation", Status.OK, "AWS-managed key: AWS rotates it every year"))
-            return items
-        items += _guarded(
-            "kms.rotation",
-            "kms:GetKeyRotationStatus",
-            key_arn,
-            lambda: [_key_rotation(key_arn, kms)],
+def _key_items(settings: RotationSettings, clients: RotationClients, now: datetime) -> list[PostureItem]:
+    """One item per key protecting W&B data: the KMS rotation policy's assessment in report mode."""
+    discovery = discover(settings, clients, DiscoverTask(action="discover", input=RotationRequest(mode="report")))
+    items = [
+        _item("kms.discovery", Status(problem["status"]), f"{problem['where']}: {problem['evidence']}", problem["fix"])
+        for problem in discovery["problems"]
+    ]
+    for entry in discovery["keys"]:
+        task = AssessTask(action="assess", key=entry["key"], mode="report")
+        finding = Finding.model_validate(assess_key(settings, clients, task, now))
+        fixes = finding.problems + [guidance.how for guidance in finding.guidance]
+        items.append(
+            _item(
+                f"kms.rotation:{finding.key_arn.rsplit('/', 1)[-1]}",
+                Status(finding.status),
+                f"{finding.key_arn} ({'; '.join(finding.protects)}): {_rotation_state(finding)}",
+                "; ".join(fixes) if finding.status != "ok" else "",
+            )
         )
-        return items
-
-    return _guarded("kms.key", "kms:DescribeKey", key_arn, check)
+    return items
 
 
-def _key_rotation(key_arn: str, kms: Any) -> PostureItem:
-    status = kms.get_key_rotation_status(KeyId=key_arn)
-    if status.get("KeyRotationEnabled"):
-        period = status.get("RotationPeriodInDays")
-        return _item(
-            "kms.rotation",
-            Status.OK,
-            "automatic rotation is on" + (f", every {period} days" if period else ""),
-        )
-    return _item(
-        "kms.rotation",
-        Status.FAIL,
-        "automatic rotation is off (terraform-aws-wandb creates the key with rotation off)",
-        f"aws kms enable-key-rotation --key-id {key_arn} (the key policy must allow it: by default only "
-        "the terraform caller may), or enable_key_rotation = true in terraform",
-    )
+def _rotation_state(finding: Finding) -> str:
+    if finding.manager == "AWS":
+        return "AWS-managed, rotated by AWS every year"
+    if finding.state != "Enabled":
+        return f"key {finding.state}"
+    if finding.rotation_enabled is None:
+        return "rotation state unknown"
+    if not finding.rotation_enabled:
+        state = "automatic rotation off"
+    else:
+        state = f"automatic rotation every {finding.period_days} days"
+        if finding.next_rotation:
+            state += f", next {finding.next_rotation:%Y-%m-%d}"
+    if finding.on_demand_used:
+        state += f"; {finding.on_demand_used} of {finding.on_demand_limit} on-demand rotations used"
+    return state
 
 
 # ---------------------------------------------------------------- credentials

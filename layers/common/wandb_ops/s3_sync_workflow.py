@@ -1,4 +1,6 @@
-"""The steps of the S3 replica sync workflow, one function action each.
+"""The steps of the S3 replica sync workflow, one function action each. The same steps,
+deployed a second time with purpose ``reencrypt``, copy every object of the W&B bucket onto
+itself under the bucket's current KMS key (re-encryption, docs/kms-rotation.md).
 
 prepare -> plan (one per key-range shard, in parallel) -> manifest -> copy (one per batch,
 a Distributed Map) -> verify (a sample) -> summary. Plans, batches and results live in the
@@ -23,12 +25,14 @@ from pydantic import Field, RootModel
 
 from wandb_ops.aws import error_code
 from wandb_ops.errors import ConfigurationError, WandbOpsError
+from wandb_ops.kms_rotation import KEY_REFERENCE, bucket_default_key
 from wandb_ops.models import StrictModel
 from wandb_ops.s3_sync import (
     DELETE_OBJECTS_LIMIT,
     NOT_FOUND,
     CopyItem,
     CopyOptions,
+    Entry,
     copy_all,
     delete_keys,
     differs,
@@ -38,9 +42,11 @@ from wandb_ops.s3_sync import (
     read_ahead,
     shard_boundaries,
     verify_object,
+    verify_reencrypted,
     versioning_enabled,
 )
 from wandb_ops.settings import whole_number
+from wandb_ops.validation import parse_event
 
 EXAMPLES = 20  # keys listed in the output per category; the report in S3 has them all
 CHECK_TIME_EVERY = 100  # objects compared between two looks at the clock
@@ -53,8 +59,12 @@ class SyncRefusedError(WandbOpsError):
     """The run cannot start as asked (a bucket is unreachable, mirror mode without versioning...)."""
 
 
+Purpose = Literal["replica", "reencrypt"]
+
+
 @dataclass(frozen=True)
 class SyncSettings:
+    purpose: Purpose
     source_bucket: str
     replica_bucket: str
     replica_region: str
@@ -81,7 +91,11 @@ class SyncSettings:
                 raise ConfigurationError(f"{name} is empty: set the stack parameter {parameter} and redeploy")
             return value
 
+        purpose = env.get("S3_SYNC_PURPOSE", "replica")
+        if purpose not in ("replica", "reencrypt"):
+            raise ConfigurationError(f"S3_SYNC_PURPOSE={purpose!r}: the template sets replica or reencrypt")
         return cls(
+            purpose=purpose,  # type: ignore[arg-type]
             source_bucket=text("S3_SYNC_SOURCE_BUCKET", "FileStorageBucketName"),
             replica_bucket=text("S3_SYNC_REPLICA_BUCKET", "S3ReplicaBucketName"),
             replica_region=text("S3_SYNC_REPLICA_REGION", "S3ReplicaRegion", required=False)
@@ -107,6 +121,7 @@ class Clients:
     replica: Any  # in the replica's region: CopyObject runs where the destination bucket is
     work: Any
     cloudwatch: Any
+    kms: Any  # resolves the re-encryption key
 
 
 # ---------------------------------------------------------------- inputs
@@ -128,6 +143,25 @@ class SyncRequest(StrictModel):
     source: Literal["schedule", "console", "demo", "test"] = "console"
 
 
+class ReencryptRequest(StrictModel):
+    """Workflow input of the re-encryption. Every object last written before ``modified_before``
+    (default: the start of the run) is copied onto itself under the bucket's default KMS key,
+    keeping metadata and tags. ``kms_key`` (optional) must be that default key: it guards against
+    re-encrypting under a key that new W&B writes do not use. To resume a failed run, start again
+    with its ``modified_before``: what it copied is newer and is skipped. ``dry_run`` (the default)
+    counts what would be copied."""
+
+    mode: Literal["reencrypt"] = "reencrypt"
+    kms_key: str | None = Field(default=None, pattern=KEY_REFERENCE.pattern)
+    modified_before: datetime | None = None
+    prefix: str = Field(default="", max_length=1024)
+    dry_run: bool = True
+    source: Literal["console", "demo", "test"] = "console"
+
+
+Mode = Literal["sync", "mirror", "verify", "reencrypt"]
+
+
 class Shard(StrictModel):
     index: int = Field(ge=0)
     start: str | None
@@ -138,7 +172,7 @@ class Run(StrictModel):
     """What prepare decided; every later step gets it back from the state."""
 
     id: str
-    mode: Literal["sync", "mirror", "verify"]
+    mode: Mode
     dry_run: bool
     prefix: str
     source_bucket: str
@@ -148,6 +182,8 @@ class Run(StrictModel):
     copy_objects: bool
     delete_objects: bool
     shards: list[Shard]
+    kms_key_arn: str | None = None  # what copies are encrypted with; None: the destination's default
+    modified_before: str | None = None  # reencrypt: objects written since are under the key already
 
     def key(self, *parts: str) -> str:
         return "/".join((WORK_PREFIX, self.id, *parts))
@@ -155,7 +191,7 @@ class Run(StrictModel):
 
 class PrepareTask(StrictModel):
     action: Literal["prepare"]
-    input: SyncRequest
+    input: dict[str, Any]  # a SyncRequest, or a ReencryptRequest for the re-encryption (per purpose)
     execution: str | None = None
 
 
@@ -219,7 +255,7 @@ def _copy_options(settings: SyncSettings, run: Run) -> CopyOptions:
     return CopyOptions(
         source_bucket=run.source_bucket,
         replica_bucket=run.replica_bucket,
-        replica_kms_key_arn=settings.replica_kms_key_arn,
+        replica_kms_key_arn=run.kms_key_arn,
         multipart_threshold=settings.multipart_threshold,
         part_size=settings.part_size,
         concurrency=settings.copy_concurrency,
@@ -279,13 +315,14 @@ def shard_count(clients: Clients, settings: SyncSettings, bucket: str, prefix: s
 
 def prepare(settings: SyncSettings, clients: Clients, task: PrepareTask, now: datetime) -> dict[str, Any]:
     """Check the buckets and the mode, and cut the key space into shards. Changes nothing."""
-    request = task.input
+    if settings.purpose == "reencrypt":
+        return _prepare_reencrypt(settings, clients, task, now)
+    request = parse_event(SyncRequest, task.input, within="input")
     source_bucket = request.source_bucket or settings.source_bucket
     replica_bucket = request.replica_bucket or settings.replica_bucket
     if source_bucket == replica_bucket:
         raise SyncRefusedError(f"source and replica are the same bucket ({source_bucket}): name another replica")
-    if request.prefix.startswith("/"):
-        raise SyncRefusedError("field 'prefix' starts with '/': S3 keys have no leading slash; drop it")
+    _refuse_leading_slash(request.prefix)
     with _refusing_unreachable(replica_bucket, "replica", "S3ReplicaBucketName"):
         clients.replica.head_bucket(Bucket=replica_bucket)
     if request.mode == "mirror" and not request.dry_run and not versioning_enabled(clients.replica, replica_bucket):
@@ -295,25 +332,107 @@ def prepare(settings: SyncSettings, clients: Clients, task: PrepareTask, now: da
             "--versioning-configuration Status=Enabled), or run mode 'sync', which never deletes; "
             "a dry run lists the deletes without versioning"
         )
-    seed = task.execution or uuid.uuid4().hex
-    run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid5(uuid.NAMESPACE_URL, seed).hex[:8]}"
-    with _refusing_unreachable(source_bucket, "source", "FileStorageBucketName"):
-        wanted = shard_count(clients, settings, source_bucket, request.prefix, now)
-    boundaries = shard_boundaries(clients.source, source_bucket, request.prefix, wanted)
-    run = Run(
-        id=run_id,
+    run = _new_run(
+        settings,
+        clients,
+        task,
+        now,
         mode=request.mode,
         dry_run=request.dry_run,
         prefix=request.prefix,
+        buckets=(source_bucket, replica_bucket),
+        kms_key_arn=settings.replica_kms_key_arn,
+    )
+    return run.model_dump()
+
+
+def _refuse_leading_slash(prefix: str) -> None:
+    if prefix.startswith("/"):
+        raise SyncRefusedError("field 'prefix' starts with '/': S3 keys have no leading slash; drop it")
+
+
+def _prepare_reencrypt(settings: SyncSettings, clients: Clients, task: PrepareTask, now: datetime) -> dict[str, Any]:
+    """Re-encryption copies the bucket onto itself under the key new W&B writes use: the bucket's
+    default. Another key would leave everything written during and after the run under the old one."""
+    request = parse_event(ReencryptRequest, task.input, within="input")
+    bucket = settings.source_bucket
+    _refuse_leading_slash(request.prefix)
+    asked = request.modified_before or now
+    if asked.tzinfo is None:
+        raise SyncRefusedError("field 'modified_before' has no time zone: give it as in a report, e.g. ...+00:00")
+    if asked > now:
+        raise SyncRefusedError("field 'modified_before' is in the future: give the start of the run to resume")
+    # S3 lists LastModified to the second. Rounding up copies everything written in the run's first
+    # second (a resume may copy a few of those again); rounding down would skip some of them.
+    cutoff = asked if not asked.microsecond else asked.replace(microsecond=0) + timedelta(seconds=1)
+    with _refusing_unreachable(bucket, "W&B", "FileStorageBucketName"):
+        default_key = bucket_default_key(clients.source, bucket)
+    if default_key is None:
+        raise SyncRefusedError(
+            f"bucket {bucket} has no SSE-KMS default encryption: set its default to the KMS key to re-encrypt "
+            "with (terraform-aws-wandb does), then re-run"
+        )
+    default = clients.kms.describe_key(KeyId=default_key)["KeyMetadata"]
+    target = default
+    if request.kms_key:
+        target = clients.kms.describe_key(KeyId=request.kms_key)["KeyMetadata"]
+    if target["Arn"] != default["Arn"]:
+        raise SyncRefusedError(
+            f"field 'kms_key': {target['Arn']} is not the default key of {bucket} ({default['Arn']}). W&B writes "
+            "new objects with the default key, so make the new key the bucket's default first (kms_key_alias in "
+            "terraform-aws-wandb, or the bucket's encryption settings), then re-run"
+        )
+    if target.get("KeyState") != "Enabled":
+        raise SyncRefusedError(f"the key {target['Arn']} is {target.get('KeyState')}: enable it first")
+    run = _new_run(
+        settings,
+        clients,
+        task,
+        now,
+        mode="reencrypt",
+        dry_run=request.dry_run,
+        prefix=request.prefix,
+        buckets=(bucket, bucket),
+        kms_key_arn=target["Arn"],
+        modified_before=cutoff.isoformat(),
+    )
+    return run.model_dump()
+
+
+def _new_run(
+    settings: SyncSettings,
+    clients: Clients,
+    task: PrepareTask,
+    now: datetime,
+    *,
+    mode: Mode,
+    dry_run: bool,
+    prefix: str,
+    buckets: tuple[str, str],
+    kms_key_arn: str | None,
+    modified_before: str | None = None,
+) -> Run:
+    source_bucket, replica_bucket = buckets
+    seed = task.execution or uuid.uuid4().hex
+    run_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid5(uuid.NAMESPACE_URL, seed).hex[:8]}"
+    with _refusing_unreachable(source_bucket, "source", "FileStorageBucketName"):
+        wanted = shard_count(clients, settings, source_bucket, prefix, now)
+    boundaries = shard_boundaries(clients.source, source_bucket, prefix, wanted)
+    return Run(
+        id=run_id,
+        mode=mode,
+        dry_run=dry_run,
+        prefix=prefix,
         source_bucket=source_bucket,
         replica_bucket=replica_bucket,
         work_bucket=settings.work_bucket,
         started_at=now.isoformat(),
-        copy_objects=request.mode != "verify" and not request.dry_run,
-        delete_objects=request.mode == "mirror" and not request.dry_run,
+        copy_objects=mode != "verify" and not dry_run,
+        delete_objects=mode == "mirror" and not dry_run,
         shards=[Shard(index=i, start=start, end=end) for i, (start, end) in enumerate(ranges(boundaries))],
+        kms_key_arn=kms_key_arn,
+        modified_before=modified_before,
     )
-    return run.model_dump()
 
 
 class _BatchWriter:
@@ -376,6 +495,7 @@ class ShardProgress:
                 "changed",
                 "to_copy_bytes",
                 "in_sync",
+                "outdated",  # reencrypt: last written before the run's modified_before
                 "replica_only",
                 "to_delete",
             ),
@@ -405,18 +525,8 @@ def plan(settings: SyncSettings, clients: Clients, task: PlanTask, out_of_time: 
     stats, examples, sample = progress.stats, progress.examples, progress.sample
     writer = _BatchWriter(clients.work, run, shard.index, settings, first_batch=len(progress.batches))
     sampler = random.Random(f"{run.id}/{shard.index}/{progress.invocations}")  # noqa: S311 - a sample, not a secret
-    pairs = merge_join(
-        read_ahead(
-            listing(
-                clients.source, run.source_bucket, run.prefix, start=shard.start, end=shard.end, after=progress.after
-            )
-        ),
-        read_ahead(
-            listing(
-                clients.replica, run.replica_bucket, run.prefix, start=shard.start, end=shard.end, after=progress.after
-            )
-        ),
-    )
+    pairs = _pairs(clients, run, shard, progress.after)
+    cutoff = datetime.fromisoformat(run.modified_before) if run.modified_before else None
     finished = True
     for compared_now, (source, replica) in enumerate(pairs, start=1):
         progress.after = (source or replica).key  # type: ignore[union-attr]
@@ -427,9 +537,11 @@ def plan(settings: SyncSettings, clients: Clients, task: PlanTask, out_of_time: 
             if run.mode == "mirror":
                 stats["to_delete"] += 1
                 writer.delete(replica.key)
-        elif replica is not None and not differs(source, replica):
-            stats["compared_objects"] += 1
-            stats["compared_bytes"] += source.size
+            continue
+        stats["compared_objects"] += 1
+        stats["compared_bytes"] += source.size
+        kind = _kind(source, replica, cutoff)
+        if kind == "in_sync":
             stats["in_sync"] += 1
             # Reservoir sampling: a uniform sample of the objects found in sync, in constant memory.
             chosen = {"key": source.key, "etag": source.etag}
@@ -438,12 +550,10 @@ def plan(settings: SyncSettings, clients: Clients, task: PlanTask, out_of_time: 
             elif (slot := sampler.randrange(stats["in_sync"])) < settings.verify_sample:
                 sample[slot] = chosen
         else:
-            reason = "new" if replica is None else "changed"
-            stats["compared_objects"] += 1
-            stats["compared_bytes"] += source.size
-            stats[reason] += 1
+            stats[kind] += 1
             stats["to_copy_bytes"] += source.size
-            _note(examples[reason], source.key)
+            if kind in examples:
+                _note(examples[kind], source.key)
             writer.copy(CopyItem(source.key, source.size, source.etag))
         if compared_now % CHECK_TIME_EVERY == 0 and (compared_now >= settings.plan_chunk_objects or out_of_time()):
             finished = False
@@ -453,6 +563,24 @@ def plan(settings: SyncSettings, clients: Clients, task: PlanTask, out_of_time: 
     progress.done = finished
     _put_json(clients.work, run.work_bucket, _shard_key(run, shard), asdict(progress))
     return {"shard": shard.index, "done": finished, **stats, "batches": len(progress.batches)}
+
+
+def _pairs(clients: Clients, run: Run, shard: Shard, after: str | None) -> Iterator[tuple[Entry | None, Entry | None]]:
+    """(source, replica) entries of the key range in key order; a re-encryption lists only the source."""
+    bounds = {"start": shard.start, "end": shard.end, "after": after}
+    source = read_ahead(listing(clients.source, run.source_bucket, run.prefix, **bounds))
+    if run.mode == "reencrypt":
+        return ((entry, None) for entry in source)
+    return merge_join(source, read_ahead(listing(clients.replica, run.replica_bucket, run.prefix, **bounds)))
+
+
+def _kind(source: Entry, replica: Entry | None, cutoff: datetime | None) -> str:
+    """new / changed / in_sync for a replica; with a re-encryption cutoff, outdated / in_sync."""
+    if cutoff is not None:
+        return "outdated" if source.last_modified < cutoff else "in_sync"
+    if replica is None:
+        return "new"
+    return "changed" if differs(source, replica) else "in_sync"
 
 
 def _note(examples: list[str], key: str) -> None:
@@ -532,7 +660,8 @@ def copy(settings: SyncSettings, clients: Clients, task: CopyTask) -> dict[str, 
 
 def verify(settings: SyncSettings, clients: Clients, task: VerifyTask) -> dict[str, Any]:
     """Deep-compare a sample: versions the plan found in sync and versions just copied (those
-    are also checked for the replica key; older copies may predate a change of key)."""
+    are also checked for the replica key; older copies may predate a change of key). After a
+    re-encryption, both kinds must be under the run's key."""
     run = task.run
     candidates: dict[str, tuple[str, bool]] = {}
     for shard in run.shards:
@@ -551,7 +680,9 @@ def verify(settings: SyncSettings, clients: Clients, task: VerifyTask) -> dict[s
 
     def check(key: str) -> list[str]:
         etag, copied_now = candidates[key]
-        expected_key = settings.replica_kms_key_arn if copied_now else None
+        if run.mode == "reencrypt":
+            return verify_reencrypted(clients.source, run.source_bucket, key, etag=etag, kms_key=run.kms_key_arn)
+        expected_key = run.kms_key_arn if copied_now else None
         return verify_object(clients.source, clients.replica, options, key, etag=etag, expected_kms_key=expected_key)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -592,6 +723,7 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
                 changed_during_copy += result.get("changed_during_copy", 0)
                 deleted += result.get("deleted", 0)
                 failed.extend(result["failed"])
+    kinds = {"outdated": totals["outdated"]} if run.mode == "reencrypt" else {n: totals[n] for n in ("new", "changed")}
     drift = totals["new"] + totals["changed"] + (totals["replica_only"] if run.mode == "mirror" else 0)
     if len(failed) > settings.tolerated_failures or task.verify.get("mismatched_count"):
         status = "failed"
@@ -609,8 +741,7 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
         "prefix": run.prefix,
         "status": status,
         "compared": {"objects": totals["compared_objects"], "bytes": totals["compared_bytes"]},
-        "to_copy": {"objects": totals["new"] + totals["changed"], "bytes": totals["to_copy_bytes"]}
-        | {"new": totals["new"], "changed": totals["changed"]},
+        "to_copy": {"objects": sum(kinds.values()), "bytes": totals["to_copy_bytes"]} | kinds,
         "copied": copied,
         "skipped": {"in_sync": totals["in_sync"], "vanished": vanished},
         "changed_during_copy": changed_during_copy,
@@ -624,5 +755,10 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
         "duration_seconds": round((now - datetime.fromisoformat(run.started_at)).total_seconds(), 1),
         "report": f"s3://{run.work_bucket}/{report_key}",
     }
+    if run.mode == "reencrypt":
+        report["kms_key"] = run.kms_key_arn
+        report["modified_before"] = run.modified_before
+        # Objects this run copied are newer than modified_before: the same input skips them.
+        report["resume_input"] = {"dry_run": False, "kms_key": run.kms_key_arn, "modified_before": run.modified_before}
     _put_json(clients.work, run.work_bucket, report_key, report | {"failed_keys": failed})
     return report

@@ -7,7 +7,8 @@ from pydantic import BaseModel, ValidationError
 from wandb_ops.errors import InvalidInputError
 
 
-def parse_event[ModelT: BaseModel](model: type[ModelT], event: Any) -> ModelT:
+def parse_event[ModelT: BaseModel](model: type[ModelT], event: Any, within: str = "") -> ModelT:
+    """``within``: where ``event`` sits in the function's event (e.g. "input"), for the field names."""
     if not isinstance(event, dict):
         raise InvalidInputError(
             f"expected a JSON object as input, got {type(event).__name__}; see events/ for a valid example"
@@ -15,13 +16,13 @@ def parse_event[ModelT: BaseModel](model: type[ModelT], event: Any) -> ModelT:
     try:
         return model.model_validate(event)
     except ValidationError as exc:
-        raise InvalidInputError(describe_validation_error(exc)) from None
+        raise InvalidInputError(describe_validation_error(exc, within)) from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError, within: str = "") -> str:
     """One line per problem: the field path, what is wrong, never the offending value."""
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        field = ".".join(str(part) for part in error["loc"]) or "(input)"
+        field = ".".join(str(part) for part in (*filter(None, [within]), *error["loc"])) or "(input)"
         problems.append(f"field '{field}': {error['msg']}")
     return "invalid input: " + "; ".join(problems) + ". See events/ for a valid example."
