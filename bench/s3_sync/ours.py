@@ -69,6 +69,7 @@ def _run(source: str, replica: str, work_bucket: str) -> dict[str, Any]:
         replica_region=os.environ.get("AWS_REGION", "us-east-1"),
         replica_kms_key_arn=None,
         work_bucket=work_bucket,
+        work_prefix="s3-sync",
         plan_shards=64,
         objects_per_shard=2_000_000,
         plan_chunk_objects=50_000_000,

@@ -1,5 +1,6 @@
 """Posture report function: assess the W&B deployment (read-only) and return the report."""
 
+import os
 from functools import cache
 from typing import Any
 
@@ -7,6 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from wandb_ops import aws
+from wandb_ops.errors import ConfigurationError
 from wandb_ops.kms_rotation import Clients as RotationClients
 from wandb_ops.kms_rotation import RotationSettings
 from wandb_ops.models import TaskEvent
@@ -22,12 +24,17 @@ from wandb_ops.validation import parse_event
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = parse_event(TaskEvent[PostureRequest], event)
     logger.set_correlation_id(task.execution or context.aws_request_id)
-    settings, rotation = DeploymentSettings.from_env(), RotationSettings.from_env()
+    settings = DeploymentSettings.from_env()
+    try:
+        rotation: RotationSettings | ConfigurationError = RotationSettings.from_env()
+    except ConfigurationError as exc:  # the report still runs; one item says what to fix
+        rotation = exc
     client = cache(lambda service, region: aws.client(service, region=region))  # one per region, per invocation
-    rds = client("rds", rotation.region)
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    rds = client("rds", region)
     sources = PostureSources(
         rds=rds,
-        s3=client("s3", rotation.region),
+        s3=client("s3", region),
         secretsmanager=aws.client("secretsmanager"),
         rotation=RotationClients(
             kms=lambda region: client("kms", region), s3=lambda region: client("s3", region), rds=rds

@@ -39,7 +39,11 @@ def test_direct_invoke_runs_the_real_handler(cloud: LocalCloud, stack: DeployedS
     assert "FunctionError" not in response
     report = json.loads(response["Payload"].read())
     assert report["namespace"] == wandb.namespace
-    assert {item["id"] for item in report["items"]} >= {"aurora.deletion_protection", "s3.versioning", "kms.rotation"}
+    assert {item["id"] for item in report["items"]} >= {
+        "aurora.deletion_protection",
+        "s3.versioning",
+        f"kms.rotation:{wandb.kms_key_arn.rsplit('/', 1)[1]}",
+    }
     [invocation] = cloud.runtime.invocations_of("PostureFunction")
     # Powertools saw a real Lambda context and wrote structured lines, which the rig captured.
     logged = [json.loads(line) for line in invocation.log_lines]

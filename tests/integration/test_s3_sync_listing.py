@@ -2,12 +2,23 @@
 exactly once, in S3's key order, whatever the keys look like."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 
 from tests.rig.local_cloud import LocalCloud
 from wandb_ops.s3_sync import listing, ranges, shard_boundaries
-from wandb_ops.s3_sync_workflow import Clients, SyncSettings, estimated_objects, shard_count
+from wandb_ops.s3_sync_workflow import (
+    Clients,
+    PlanTask,
+    PrepareTask,
+    Run,
+    SyncSettings,
+    estimated_objects,
+    plan,
+    prepare,
+    shard_count,
+)
 
 KEYS = [
     "top-level-file",
@@ -87,3 +98,24 @@ def test_the_shard_count_follows_the_bucket_size(cloud: LocalCloud) -> None:
     assert (
         shard_count(clients, _settings(S3_SYNC_OBJECTS_PER_SHARD="100", S3_SYNC_PLAN_SHARDS="8"), "sized", "", now) == 8
     )
+
+
+def test_a_long_run_of_replica_only_keys_is_planned_in_several_invocations(cloud: LocalCloud) -> None:
+    """The plan looks at the clock every CHECK_TIME_EVERY keys, whichever side they are on: a
+    replica full of keys the source no longer has must not keep one invocation past its time."""
+    s3 = boto3.client("s3")
+    for bucket in ("sized", "sized-replica", "work"):
+        s3.create_bucket(Bucket=bucket)
+    for index in range(250):
+        s3.put_object(Bucket="sized-replica", Key=f"gone/{index:04d}", Body=b"")
+    s3.put_object(Bucket="sized", Key="kept", Body=b"")
+    settings = _settings(S3_SYNC_PLAN_CHUNK_OBJECTS="100")
+    clients = Clients(source=s3, replica=s3, work=s3, cloudwatch=boto3.client("cloudwatch"), kms=boto3.client("kms"))
+    task = PrepareTask(action="prepare", input={"mode": "sync"}, execution="test-chunks")
+    run = Run.model_validate(prepare(settings, clients, task, datetime.now(UTC)))
+    [shard] = run.shards
+    results: list[dict[str, Any]] = []
+    while not results or not results[-1]["done"]:
+        results.append(plan(settings, clients, PlanTask(action="plan", run=run, shard=shard), lambda: False))
+    assert [r["done"] for r in results] == [False, False, True]
+    assert results[-1]["replica_only"] == 250 and results[-1]["new"] == 1

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from wandb_ops.errors import ConfigurationError
 from wandb_ops.kms_rotation import Clients as RotationClients
 from wandb_ops.kms_rotation import RotationSettings
 from wandb_ops.posture import PostureSources, Status, assess
@@ -116,3 +117,14 @@ def test_a_disabled_key_fails_with_the_way_back() -> None:
 
 def test_rotation_period_is_reported() -> None:
     assert "every 180 days" in _statuses()["kms.rotation:k"].evidence
+
+
+def test_unusable_rotation_parameters_fail_one_item_and_the_report_still_runs() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        RotationSettings.from_env({**ENVIRONMENT, "KMS_ON_DEMAND_LIMIT": "10", "KMS_ON_DEMAND_RESERVE": "12"})
+    rds, kms = FakeRds([]), FakeKms()
+    rotation = RotationClients(kms=lambda _: kms, s3=lambda _: FakeS3(), rds=rds)
+    sources = PostureSources(rds=rds, s3=FakeS3(), secretsmanager=None, rotation=rotation)
+    items = {item.id: item for item in assess(SETTINGS, refused.value, sources, NOW).items}
+    assert items["kms.policy"].status is Status.FAIL and "KmsOnDemandRotationReserve" in items["kms.policy"].evidence
+    assert items["aurora.cluster"].status is Status.OK

@@ -237,6 +237,13 @@ def test_a_key_policy_that_denies_rotation_gives_the_statement_to_add(
     assert "AllowWandbOpsKeyRotation" in notification.message
     assert _rotation(wandb.kms_key_arn)["KeyRotationEnabled"] is False
 
+    # An emergency rotation is not held up by the denied policy change, and other keys keep the stack's mode.
+    emergency = _run(cloud, stack, mode="enforce", rotate_now=[wandb.kms_alias])
+    finding = _finding(emergency, wandb.kms_key_arn)
+    assert finding["changes"] == ["rotated on demand: rotate_now (1 of 10 used)"]
+    assert finding["status"] == "fail" and finding["guidance"][0]["denied_action"] == "kms:EnableKeyRotation"
+    assert _on_demand_rotations(wandb.kms_key_arn) == 1
+
 
 def test_bad_input_is_refused_before_any_key_changes(
     cloud: LocalCloud, wandb: SimulatedWandb, kms_calls: list[tuple[str, str]]
@@ -258,15 +265,17 @@ def test_bad_input_is_refused_before_any_key_changes(
 
 def test_the_newest_snapshot_is_copied_under_a_new_key(cloud: LocalCloud, wandb: SimulatedWandb) -> None:
     rds = boto3.client("rds")
-    rds.create_db_cluster_snapshot(DBClusterIdentifier=wandb.namespace, DBClusterSnapshotIdentifier="older")
-    rds.create_db_cluster_snapshot(DBClusterIdentifier=wandb.namespace, DBClusterSnapshotIdentifier="newest")
+    for identifier in ("wandb-ops-wandb-202611250300", "wandb-ops-wandb-202611260300", "a-persons-snapshot"):
+        rds.create_db_cluster_snapshot(DBClusterIdentifier=wandb.namespace, DBClusterSnapshotIdentifier=identifier)
     new_key = _new_key("W&B key, second generation")
     stack = _deploy(cloud, wandb, KmsRotationKeyArns=new_key)
     inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
 
     dry = _run(cloud, stack, action="copy_aurora_snapshot", kms_key=new_key)
     assert dry.status == "SUCCEEDED", dry.cause
-    assert dry.output["dry_run"] is True and dry.output["source_snapshot"].endswith(":newest")
+    # The newest the role may copy: the person's own snapshot is newer but not this stack's.
+    assert dry.output["dry_run"] is True and dry.output["source_snapshot"].endswith(":wandb-ops-wandb-202611260300")
+    assert dry.output["target"].startswith("wandb-ops-reenc-") and len(dry.output["target"]) <= 63
     assert dry.output["source_key"] == wandb.kms_key_arn and dry.output["kms_key"] == new_key
     existing = rds.describe_db_cluster_snapshots(DBClusterIdentifier=wandb.namespace)["DBClusterSnapshots"]
     assert dry.output["target"] not in {s["DBClusterSnapshotIdentifier"] for s in existing}
@@ -277,6 +286,7 @@ def test_the_newest_snapshot_is_copied_under_a_new_key(cloud: LocalCloud, wandb:
     [copy] = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=real.output["target"])["DBClusterSnapshots"]
     assert copy["KmsKeyId"] == new_key and copy["Status"] == "available"
     assert {"Key": "wandb-ops:purpose", "Value": "reencrypt"} in copy["TagList"]
+    assert not any(tag["Key"] in ("wandb-ops:source", "wandb-ops:slot") for tag in copy["TagList"])  # not retention's
     ready = inbox.received()
     assert len(ready) == 2 and all(real.output["target"] in n.message for n in ready)
     assert "docs/kms-rotation.md" in ready[0].message

@@ -170,3 +170,25 @@ def test_a_wandb_write_during_the_copy_is_never_overwritten(
     assert wrote.is_set() and execution.output["changed_during_copy"] == 1
     assert s3.get_object(Bucket=wandb.bucket_name, Key=key)["Body"].read() == written_by_wandb
     assert s3.list_multipart_uploads(Bucket=wandb.bucket_name).get("Uploads", []) == []
+
+
+def test_storage_classes_are_kept_and_archived_objects_are_reported_not_copied(
+    cloud: LocalCloud, wandb: SimulatedWandb
+) -> None:
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=wandb.bucket_name, Key="wandb/old/run.log", Body=b"cold", StorageClass="STANDARD_IA")
+    s3.put_object(Bucket=wandb.bucket_name, Key="wandb/archive/run.log", Body=b"frozen", StorageClass="GLACIER")
+    stack = cloud.deploy(wandb.stack_parameters())
+    inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
+    before = s3.head_object(Bucket=wandb.bucket_name, Key="wandb/archive/run.log")["ETag"]
+
+    execution = _run(cloud, stack, dry_run=False)
+    assert execution.status == "FAILED"  # incomplete: an archived object needs a restore first
+    [notification] = inbox.received()
+    assert notification.subject == "wandb-ops: S3 re-encryption incomplete"
+    kept = s3.head_object(Bucket=wandb.bucket_name, Key="wandb/old/run.log")
+    assert kept["StorageClass"] == "STANDARD_IA" and kept["SSEKMSKeyId"] == wandb.kms_key_arn
+    assert s3.head_object(Bucket=wandb.bucket_name, Key="wandb/archive/run.log")["ETag"] == before
+    [summary] = [i.result for i in cloud.runtime.invocations_of(FUNCTION) if i.event.get("action") == "summary"]
+    assert summary["archived"] == {"objects": 1, "keys": ["wandb/archive/run.log"]}
+    assert summary["copied"]["objects"] == 26

@@ -57,14 +57,21 @@ class CopyTarget:
     region: str
 
 
+def _copyable(snapshot: dict[str, Any], cluster: str) -> bool:
+    """The cluster's automated snapshots and this stack's (the role may copy only those)."""
+    identifier = str(snapshot.get("DBClusterSnapshotIdentifier", ""))
+    return identifier.startswith((f"rds:{cluster}-", f"wandb-ops-{cluster}-"))
+
+
 def _newest_available(rds: Any, cluster: str, kms_key: str) -> dict[str, Any]:
-    """The newest available snapshot of the cluster, automated or manual, not yet under ``kms_key``
-    (so a re-run finds the snapshot it copied, not its own copy)."""
+    """The newest available snapshot of the cluster (automated, or made by the snapshot workflow)
+    not yet under ``kms_key``, so a re-run finds the snapshot it copied, not its own copy."""
     newest: dict[str, Any] | None = None
     for page in rds.get_paginator("describe_db_cluster_snapshots").paginate(DBClusterIdentifier=cluster):
         for snapshot in page["DBClusterSnapshots"]:
             if (
-                str(snapshot.get("Status", "")).lower() != "available"
+                not _copyable(snapshot, cluster)
+                or str(snapshot.get("Status", "")).lower() != "available"
                 or snapshot.get("SnapshotCreateTime") is None
                 or snapshot.get("KmsKeyId") == kms_key
             ):
@@ -73,15 +80,20 @@ def _newest_available(rds: Any, cluster: str, kms_key: str) -> dict[str, Any]:
                 newest = snapshot
     if newest is None:
         raise SnapshotCopyRefusedError(
-            f"cluster {cluster} has no available snapshot: run the database snapshot workflow first, then re-run"
+            f"cluster {cluster} has no available automated or wandb-ops snapshot: run the database snapshot "
+            "workflow first, then re-run"
         )
     return newest
 
 
+MAX_IDENTIFIER = 63  # RDS DB cluster snapshot identifiers: 1-63 letters, digits, hyphens
+
+
 def target_identifier(cluster: str, created: datetime, key_id: str) -> str:
-    """A stable name per (snapshot, key), so a re-run finds its own copy instead of making another."""
-    name = f"{cluster}-reencrypted-{created:%Y%m%d%H%M}-{key_id[:8]}"
-    return re.sub(r"[^a-zA-Z0-9-]", "-", name)[:255]
+    """A stable name per (snapshot, key), so a re-run finds its own copy instead of making another:
+    wandb-ops-reenc-<snapshot time>-<key id>-<cluster, cut to fit>."""
+    name = f"wandb-ops-reenc-{created:%Y%m%d%H%M}-{key_id[:8]}-{cluster}"
+    return re.sub(r"-+", "-", re.sub(r"[^a-zA-Z0-9-]", "-", name))[:MAX_IDENTIFIER].rstrip("-")
 
 
 def plan_copy(target: CopyTarget, rds: Any, kms: Any, task: PlanCopyTask) -> dict[str, Any]:
@@ -124,7 +136,8 @@ def plan_copy(target: CopyTarget, rds: Any, kms: Any, task: PlanCopyTask) -> dic
             SourceDBClusterSnapshotIdentifier=source["DBClusterSnapshotArn"],
             TargetDBClusterSnapshotIdentifier=identifier,
             KmsKeyId=key["Arn"],
-            CopyTags=True,
+            # Not CopyTags: the source's wandb-ops:source and slot tags would make snapshot retention
+            # count the copy as one of its own and delete it.
             Tags=[{"Key": MANAGED_BY[0], "Value": MANAGED_BY[1]}, {"Key": PURPOSE_TAG[0], "Value": PURPOSE_TAG[1]}],
         )
     except ClientError as exc:

@@ -11,6 +11,7 @@ terraform caller change it (DESIGN.md): a denied call becomes the exact key poli
 statement to add, not an error.
 """
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -171,8 +172,9 @@ def region_of(reference: str, default: str) -> str:
     return found.group(1) if found else default
 
 
-def bucket_default_key(s3: Any, bucket: str) -> str | None:
-    """The bucket's default SSE-KMS key (the AWS-managed aws/s3 key when none is named), or None."""
+def bucket_default_encryption(s3: Any, bucket: str) -> tuple[str, str] | None:
+    """The bucket's default SSE-KMS algorithm and key (the AWS-managed aws/s3 key when none is
+    named), or None when the default is not SSE-KMS."""
     try:
         rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     except ClientError as exc:
@@ -182,8 +184,13 @@ def bucket_default_key(s3: Any, bucket: str) -> str | None:
     for rule in rules:
         default = rule.get("ApplyServerSideEncryptionByDefault", {})
         if default.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse"):
-            return str(default.get("KMSMasterKeyID") or "alias/aws/s3")
+            return str(default["SSEAlgorithm"]), str(default.get("KMSMasterKeyID") or "alias/aws/s3")
     return None
+
+
+def bucket_default_key(s3: Any, bucket: str) -> str | None:
+    encryption = bucket_default_encryption(s3, bucket)
+    return encryption[1] if encryption else None
 
 
 def _database_key(rds: Any, kind: str, identifier: str) -> str | None:
@@ -272,7 +279,7 @@ def discover(settings: RotationSettings, clients: Clients, task: DiscoverTask) -
         if not configured:
             continue
         region = region_of(configured, default_region)
-        arn = _resolve(clients.kms(region), configured, protects, problems)
+        arn = _resolve(clients.kms(region), configured, protects, problems, settings.role_arn)
         if arn is None:
             continue
         place = keys.setdefault(arn, KeyPlace(arn=arn, region=region, protects=[]))
@@ -281,7 +288,8 @@ def discover(settings: RotationSettings, clients: Clients, task: DiscoverTask) -
     rotate_now: list[str] = []
     for reference in request.rotate_now:
         unresolved: list[Problem] = []
-        arn = _resolve(clients.kms(region_of(reference, settings.region)), reference, "rotate_now", unresolved)
+        kms = clients.kms(region_of(reference, settings.region))
+        arn = _resolve(kms, reference, "rotate_now", unresolved, settings.role_arn)
         if arn is None:
             raise InvalidInputError(f"field 'rotate_now': {unresolved[0].evidence}; {unresolved[0].fix}")
         if arn not in keys:
@@ -293,14 +301,20 @@ def discover(settings: RotationSettings, clients: Clients, task: DiscoverTask) -
     return {
         "mode": mode,
         "keys": [
-            {"key": place.model_dump(), "mode": mode, "rotate_now": place.arn in rotate_now, "action": "assess"}
+            {
+                "key": place.model_dump(),
+                # A rotate_now run changes only the keys it names; the others get the stack's mode.
+                "mode": mode if not rotate_now or place.arn in rotate_now else settings.mode,
+                "rotate_now": place.arn in rotate_now,
+                "action": "assess",
+            }
             for place in keys.values()
         ],
         "problems": [problem.model_dump() for problem in problems],
     }
 
 
-def _resolve(kms: Any, reference: str, protects: str, problems: list[Problem]) -> str | None:
+def _resolve(kms: Any, reference: str, protects: str, problems: list[Problem], role_arn: str) -> str | None:
     """The key ARN behind an ARN, key id or alias (DescribeKey resolves aliases)."""
     try:
         return str(kms.describe_key(KeyId=reference)["KeyMetadata"]["Arn"])
@@ -321,8 +335,8 @@ def _resolve(kms: Any, reference: str, protects: str, problems: list[Problem]) -
                 Problem(
                     where=protects,
                     status="warn",
-                    evidence=f"kms:DescribeKey on {reference} was denied",
-                    fix=_denied_fix(exc, reference, ("kms:DescribeKey",)),
+                    evidence=f"kms:DescribeKey on {reference} was denied, so the key is not assessed",
+                    fix=_denied_fix(exc, reference, ("kms:DescribeKey",), key_policy_statement(role_arn, READ_ACTIONS)),
                 )
             )
             return None
@@ -376,16 +390,17 @@ def key_policy_statement(role_arn: str, actions: tuple[str, ...]) -> dict[str, A
     }
 
 
-def _denied_fix(error: ClientError, key: str, actions: tuple[str, ...]) -> str:
+def _denied_fix(error: ClientError, key: str, actions: tuple[str, ...], statement: dict[str, Any] | None = None) -> str:
     message = str(error.response.get("Error", {}).get("Message", ""))
     if "identity-based policy" in message:
         return (
             f"this stack's role is not granted {', '.join(actions)} on {key}: add the key ARN to the stack parameter "
             "KmsRotationKeyArns and redeploy"
         )
+    what = f"this statement: {json.dumps(statement)}" if statement else "the statement in 'guidance'"
     return (
-        f"the key policy of {key} does not let this stack's role use {', '.join(actions)}: add the statement in "
-        "'guidance' to the key policy (docs/kms-rotation.md)"
+        f"the key policy of {key} does not let this stack's role use {', '.join(actions)}: add {what} to the key "
+        "policy (docs/kms-rotation.md)"
     )
 
 
@@ -468,10 +483,14 @@ def assess(settings: RotationSettings, clients: Clients, task: AssessTask, now: 
 
 
 def _denied_finding(settings: RotationSettings, finding: Finding, denied: _Denied, mode: Mode) -> dict[str, Any]:
-    finding.status = "fail" if denied.action in CHANGE_ACTIONS else "warn"
+    _note_denied(settings, finding, denied, mode)
+    return finding.model_dump(mode="json")
+
+
+def _note_denied(settings: RotationSettings, finding: Finding, denied: _Denied, mode: Mode) -> None:
+    finding.status = _worse(finding.status, "fail" if denied.action in CHANGE_ACTIONS else "warn")
     finding.problems.append(f"{denied.action} was denied on this key")
     finding.guidance.append(_guidance(settings, finding.key_arn, denied, mode))
-    return finding.model_dump(mode="json")
 
 
 def _rotations(kms: Any, key: str) -> list[dict[str, Any]]:
@@ -496,13 +515,23 @@ def _assess_rotation(
     finding.on_demand_used = sum(1 for r in rotations if r["RotationType"] == "ON_DEMAND")
     finding.on_demand_limit = settings.on_demand_limit
     finding.last_rotation = rotations[-1]["RotationDate"] if rotations else created
-    _apply_automatic_rotation(settings, kms, task.mode, finding)
     in_progress = status.get("OnDemandRotationStartDate")
+    if task.rotate_now:
+        # An emergency rotation comes first: a denied policy change must not stop it.
+        if in_progress is None:
+            _rotate_on_demand(
+                kms, finding, settings.on_demand_limit, allowed=settings.on_demand_limit, why="rotate_now"
+            )
+        try:
+            _apply_automatic_rotation(settings, kms, task.mode, finding)
+        except _Denied as denied:
+            _note_denied(settings, finding, denied, task.mode)
+    else:
+        _apply_automatic_rotation(settings, kms, task.mode, finding)
     if in_progress is not None:
         finding.problems.append(f"an on-demand rotation started {in_progress.isoformat()} is still in progress")
         return
     if task.rotate_now:
-        _rotate_on_demand(kms, finding, settings.on_demand_limit, allowed=settings.on_demand_limit, why="rotate_now")
         return
     if not settings.on_demand_every_days or finding.last_rotation is None:
         return

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from wandb_ops.aws import error_code
+from wandb_ops.errors import ConfigurationError
 from wandb_ops.kms_rotation import AssessTask, DiscoverTask, Finding, RotationRequest, RotationSettings, discover
 from wandb_ops.kms_rotation import Clients as RotationClients
 from wandb_ops.kms_rotation import assess as assess_key
@@ -73,8 +74,13 @@ class PostureSources:
 
 
 def assess(
-    settings: DeploymentSettings, rotation: RotationSettings, sources: PostureSources, now: datetime
+    settings: DeploymentSettings,
+    rotation: RotationSettings | ConfigurationError,
+    sources: PostureSources,
+    now: datetime,
 ) -> PostureReport:
+    """``rotation``: the KMS rotation policy, or why its parameters are unusable (one item fails;
+    the rest of the report still runs)."""
     items: list[PostureItem] = []
     items += _cluster_items(settings.namespace, sources.rds, now)
     items += _bucket_items(settings.bucket_name, sources.s3)
@@ -317,8 +323,12 @@ def _bucket_encryption(bucket: str, s3: Any) -> PostureItem:
 # ---------------------------------------------------------------- KMS
 
 
-def _key_items(settings: RotationSettings, clients: RotationClients, now: datetime) -> list[PostureItem]:
+def _key_items(
+    settings: RotationSettings | ConfigurationError, clients: RotationClients, now: datetime
+) -> list[PostureItem]:
     """One item per key protecting W&B data: the KMS rotation policy's assessment in report mode."""
+    if isinstance(settings, ConfigurationError):
+        return [_item("kms.policy", Status.FAIL, str(settings), "correct the stack parameter it names and redeploy")]
     discovery = discover(settings, clients, DiscoverTask(action="discover", input=RotationRequest(mode="report")))
     items = [
         _item("kms.discovery", Status(problem["status"]), f"{problem['where']}: {problem['evidence']}", problem["fix"])

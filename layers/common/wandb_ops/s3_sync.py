@@ -42,6 +42,7 @@ class Entry:
     size: int
     etag: str
     last_modified: datetime
+    storage_class: str = "STANDARD"
 
 
 Reason = Literal["new", "changed"]
@@ -71,7 +72,7 @@ def listing(
                 continue
             if end is not None and key >= end:
                 return
-            yield Entry(key, item["Size"], item["ETag"], item["LastModified"])
+            yield Entry(key, item["Size"], item["ETag"], item["LastModified"], item.get("StorageClass", "STANDARD"))
 
 
 def differs(source: Entry, replica: Entry) -> bool:
@@ -192,6 +193,7 @@ class CopyItem:
     key: str
     size: int
     etag: str
+    storage_class: str = "STANDARD"  # kept by a copy onto the object itself; a replica copy is STANDARD
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,7 @@ class CopyOptions:
     multipart_threshold: int
     part_size: int
     concurrency: int
+    sse_algorithm: str = "aws:kms"  # or aws:kms:dsse, as the destination bucket's default has it
 
 
 Outcome = Literal["copied", "vanished", "failed", "throttled"]
@@ -212,20 +215,30 @@ class CopyResult:
     key: str
     outcome: Outcome
     size: int = 0
-    etag: str | None = None  # of the version copied
+    etag: str | None = None  # of the source version copied
+    written_etag: str | None = None  # of the copy (a new ETag: SSE-KMS ETags are not content hashes)
     error: str | None = None
     retried_changed: int = 0
+
+
+def _in_place(options: CopyOptions) -> bool:
+    return options.source_bucket == options.replica_bucket
 
 
 def _unchanged_destination(options: CopyOptions, item: CopyItem) -> dict[str, str]:
     """A copy onto the object itself (re-encryption) writes only if the object is still the version
     read (a conditional write, IfMatch): a W&B write between the read and the write is never lost."""
-    return {"IfMatch": item.etag} if options.source_bucket == options.replica_bucket else {}
+    return {"IfMatch": item.etag} if _in_place(options) else {}
+
+
+def _kept_storage_class(options: CopyOptions, item: CopyItem) -> dict[str, str]:
+    """A copy onto the object itself keeps its storage class (a copy defaults to STANDARD)."""
+    return {"StorageClass": item.storage_class} if _in_place(options) and item.storage_class != "STANDARD" else {}
 
 
 def _encryption(options: CopyOptions) -> dict[str, str]:
     if options.replica_kms_key_arn:
-        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": options.replica_kms_key_arn}
+        return {"ServerSideEncryption": options.sse_algorithm, "SSEKMSKeyId": options.replica_kms_key_arn}
     return {}  # the replica bucket's default encryption applies
 
 
@@ -235,7 +248,7 @@ def part_ranges(size: int, part_size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size_per_part, size) - 1) for start in range(0, size, size_per_part)]
 
 
-def _copy_multipart(source: Any, replica: Any, options: CopyOptions, item: CopyItem) -> None:
+def _copy_multipart(source: Any, replica: Any, options: CopyOptions, item: CopyItem) -> str:
     """UploadPartCopy for objects CopyObject cannot take: metadata, content headers and tags
     are read from the source version the plan saw (IfMatch) and set on the new upload."""
     head = source.head_object(Bucket=options.source_bucket, Key=item.key, IfMatch=item.etag)
@@ -246,6 +259,7 @@ def _copy_multipart(source: Any, replica: Any, options: CopyOptions, item: CopyI
         "Metadata": head.get("Metadata", {}),
         **{name: head[name] for name in CONTENT_HEADERS if head.get(name)},
         **_encryption(options),
+        **_kept_storage_class(options, item),
     }
     if tags:
         create["Tagging"] = urllib.parse.urlencode([(t["Key"], t["Value"]) for t in tags])
@@ -268,7 +282,7 @@ def _copy_multipart(source: Any, replica: Any, options: CopyOptions, item: CopyI
         # Parts in parallel: one at a time, a 100 GiB object would not fit a function's 15 minutes.
         with ThreadPoolExecutor(max_workers=PARALLEL_PARTS) as pool:
             parts = list(pool.map(copy_part, enumerate(part_ranges(head["ContentLength"], options.part_size), start=1)))
-        replica.complete_multipart_upload(
+        completed = replica.complete_multipart_upload(
             Bucket=options.replica_bucket,
             Key=item.key,
             UploadId=upload_id,
@@ -278,6 +292,7 @@ def _copy_multipart(source: Any, replica: Any, options: CopyOptions, item: CopyI
     except BaseException:
         replica.abort_multipart_upload(Bucket=options.replica_bucket, Key=item.key, UploadId=upload_id)
         raise
+    return str(completed["ETag"])
 
 
 NOT_FOUND = frozenset({"NoSuchKey", "404"})
@@ -293,11 +308,11 @@ def _outcome_of_error(key: str, code: str) -> CopyResult:
     return CopyResult(key, "failed", error=code)
 
 
-def _copy(source: Any, replica: Any, options: CopyOptions, item: CopyItem) -> None:
+def _copy(source: Any, replica: Any, options: CopyOptions, item: CopyItem) -> str:
+    """Copy; the ETag of the copy."""
     if item.size > options.multipart_threshold:
-        _copy_multipart(source, replica, options, item)
-        return
-    replica.copy_object(
+        return _copy_multipart(source, replica, options, item)
+    copied = replica.copy_object(
         Bucket=options.replica_bucket,
         Key=item.key,
         CopySource={"Bucket": options.source_bucket, "Key": item.key},
@@ -306,7 +321,9 @@ def _copy(source: Any, replica: Any, options: CopyOptions, item: CopyItem) -> No
         TaggingDirective="COPY",
         **_encryption(options),
         **_unchanged_destination(options, item),
+        **_kept_storage_class(options, item),
     )
+    return str(copied["CopyObjectResult"]["ETag"])
 
 
 def copy_object(source: Any, replica: Any, options: CopyOptions, item: CopyItem) -> CopyResult:
@@ -315,8 +332,8 @@ def copy_object(source: Any, replica: Any, options: CopyOptions, item: CopyItem)
     current = item
     for attempt in range(CHANGED_SOURCE_ATTEMPTS):
         try:
-            _copy(source, replica, options, current)
-            return CopyResult(item.key, "copied", current.size, current.etag, retried_changed=attempt)
+            written = _copy(source, replica, options, current)
+            return CopyResult(item.key, "copied", current.size, current.etag, written, retried_changed=attempt)
         except ClientError as exc:
             code = error_code(exc)
             if code not in PRECONDITION_FAILED:
@@ -325,7 +342,7 @@ def copy_object(source: Any, replica: Any, options: CopyOptions, item: CopyItem)
             head = source.head_object(Bucket=options.source_bucket, Key=item.key)
         except ClientError as exc:
             return _outcome_of_error(item.key, error_code(exc))
-        current = CopyItem(item.key, head["ContentLength"], head["ETag"])
+        current = CopyItem(item.key, head["ContentLength"], head["ETag"], head.get("StorageClass", "STANDARD"))
     return CopyResult(item.key, "failed", error="SourceKeepsChanging", retried_changed=CHANGED_SOURCE_ATTEMPTS)
 
 

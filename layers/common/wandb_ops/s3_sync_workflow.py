@@ -25,7 +25,7 @@ from pydantic import Field, RootModel
 
 from wandb_ops.aws import error_code
 from wandb_ops.errors import ConfigurationError, WandbOpsError
-from wandb_ops.kms_rotation import KEY_REFERENCE, bucket_default_key
+from wandb_ops.kms_rotation import KEY_REFERENCE, bucket_default_encryption
 from wandb_ops.models import StrictModel
 from wandb_ops.s3_sync import (
     DELETE_OBJECTS_LIMIT,
@@ -70,6 +70,7 @@ class SyncSettings:
     replica_region: str
     replica_kms_key_arn: str | None
     work_bucket: str
+    work_prefix: str
     plan_shards: int
     objects_per_shard: int
     plan_chunk_objects: int
@@ -102,6 +103,7 @@ class SyncSettings:
             or env.get("AWS_REGION", "us-east-1"),
             replica_kms_key_arn=text("S3_SYNC_REPLICA_KMS_KEY_ARN", "S3ReplicaKmsKeyArn", required=False) or None,
             work_bucket=text("S3_SYNC_WORK_BUCKET", "(template)"),
+            work_prefix=env.get("S3_SYNC_WORK_PREFIX", "").strip() or WORK_PREFIX,
             plan_shards=whole_number(env, "S3_SYNC_PLAN_SHARDS", "S3SyncPlanShards", 1, 256),
             objects_per_shard=whole_number(env, "S3_SYNC_OBJECTS_PER_SHARD", "(template)", 1),
             plan_chunk_objects=whole_number(env, "S3_SYNC_PLAN_CHUNK_OBJECTS", "(template)", CHECK_TIME_EVERY),
@@ -184,9 +186,11 @@ class Run(StrictModel):
     shards: list[Shard]
     kms_key_arn: str | None = None  # what copies are encrypted with; None: the destination's default
     modified_before: str | None = None  # reencrypt: objects written since are under the key already
+    sse_algorithm: str = "aws:kms"
+    work_prefix: str = WORK_PREFIX
 
     def key(self, *parts: str) -> str:
-        return "/".join((WORK_PREFIX, self.id, *parts))
+        return "/".join((self.work_prefix, self.id, *parts))
 
 
 class PrepareTask(StrictModel):
@@ -259,6 +263,7 @@ def _copy_options(settings: SyncSettings, run: Run) -> CopyOptions:
         multipart_threshold=settings.multipart_threshold,
         part_size=settings.part_size,
         concurrency=settings.copy_concurrency,
+        sse_algorithm=run.sse_algorithm,
     )
 
 
@@ -366,16 +371,15 @@ def _prepare_reencrypt(settings: SyncSettings, clients: Clients, task: PrepareTa
     # second (a resume may copy a few of those again); rounding down would skip some of them.
     cutoff = asked if not asked.microsecond else asked.replace(microsecond=0) + timedelta(seconds=1)
     with _refusing_unreachable(bucket, "W&B", "FileStorageBucketName"):
-        default_key = bucket_default_key(clients.source, bucket)
-    if default_key is None:
+        encryption = bucket_default_encryption(clients.source, bucket)
+    if encryption is None:
         raise SyncRefusedError(
             f"bucket {bucket} has no SSE-KMS default encryption: set its default to the KMS key to re-encrypt "
             "with (terraform-aws-wandb does), then re-run"
         )
-    default = clients.kms.describe_key(KeyId=default_key)["KeyMetadata"]
-    target = default
-    if request.kms_key:
-        target = clients.kms.describe_key(KeyId=request.kms_key)["KeyMetadata"]
+    algorithm, default_key = encryption
+    default = _described_key(clients.kms, default_key)
+    target = _described_key(clients.kms, request.kms_key) if request.kms_key else default
     if target["Arn"] != default["Arn"]:
         raise SyncRefusedError(
             f"field 'kms_key': {target['Arn']} is not the default key of {bucket} ({default['Arn']}). W&B writes "
@@ -395,8 +399,26 @@ def _prepare_reencrypt(settings: SyncSettings, clients: Clients, task: PrepareTa
         buckets=(bucket, bucket),
         kms_key_arn=target["Arn"],
         modified_before=cutoff.isoformat(),
+        sse_algorithm=algorithm,
     )
     return run.model_dump()
+
+
+def _described_key(kms: Any, key: str) -> dict[str, Any]:
+    try:
+        metadata: dict[str, Any] = kms.describe_key(KeyId=key)["KeyMetadata"]
+    except ClientError as exc:
+        if error_code(exc) in ("AccessDeniedException", "AccessDenied"):
+            raise SyncRefusedError(
+                f"the re-encryption role may not use the key {key}: it is granted the W&B key (KmsKeyArn) and the "
+                "keys in KmsRotationKeyArns; add this key there and redeploy"
+            ) from None
+        if error_code(exc) == "NotFoundException":
+            raise SyncRefusedError(
+                f"no KMS key {key}: check the bucket's default encryption or field 'kms_key'"
+            ) from None
+        raise
+    return metadata
 
 
 def _new_run(
@@ -411,6 +433,7 @@ def _new_run(
     buckets: tuple[str, str],
     kms_key_arn: str | None,
     modified_before: str | None = None,
+    sse_algorithm: str = "aws:kms",
 ) -> Run:
     source_bucket, replica_bucket = buckets
     seed = task.execution or uuid.uuid4().hex
@@ -432,6 +455,8 @@ def _new_run(
         shards=[Shard(index=i, start=start, end=end) for i, (start, end) in enumerate(ranges(boundaries))],
         kms_key_arn=kms_key_arn,
         modified_before=modified_before,
+        sse_algorithm=sse_algorithm,
+        work_prefix=settings.work_prefix,
     )
 
 
@@ -450,7 +475,7 @@ class _BatchWriter:
     def copy(self, item: CopyItem) -> None:
         if self._copy and (len(self._copy) >= self._max_objects or self._bytes + item.size > self._max_bytes):
             self._flush_copies()
-        self._copy.append({"key": item.key, "size": item.size, "etag": item.etag})
+        self._copy.append({"key": item.key, "size": item.size, "etag": item.etag, "storage_class": item.storage_class})
         self._bytes += item.size
 
     def delete(self, key: str) -> None:
@@ -496,6 +521,7 @@ class ShardProgress:
                 "to_copy_bytes",
                 "in_sync",
                 "outdated",  # reencrypt: last written before the run's modified_before
+                "archived",  # reencrypt: in Glacier Flexible Retrieval or Deep Archive, not copied
                 "replica_only",
                 "to_delete",
             ),
@@ -504,7 +530,9 @@ class ShardProgress:
     )
     batches: list[str] = field(default_factory=list)
     sample: list[dict[str, str]] = field(default_factory=list)  # {"key", "etag"} the plan found in sync
-    examples: dict[str, list[str]] = field(default_factory=lambda: {"new": [], "changed": [], "replica_only": []})
+    examples: dict[str, list[str]] = field(
+        default_factory=lambda: {"new": [], "changed": [], "replica_only": [], "archived": []}
+    )
 
 
 def plan(settings: SyncSettings, clients: Clients, task: PlanTask, out_of_time: Callable[[], bool]) -> dict[str, Any]:
@@ -528,7 +556,11 @@ def plan(settings: SyncSettings, clients: Clients, task: PlanTask, out_of_time: 
     pairs = _pairs(clients, run, shard, progress.after)
     cutoff = datetime.fromisoformat(run.modified_before) if run.modified_before else None
     finished = True
-    for compared_now, (source, replica) in enumerate(pairs, start=1):
+    for seen, (source, replica) in enumerate(pairs):
+        # Every CHECK_TIME_EVERY keys, before taking the next: ``after`` is the last key planned.
+        if seen and seen % CHECK_TIME_EVERY == 0 and (seen >= settings.plan_chunk_objects or out_of_time()):
+            finished = False
+            break
         progress.after = (source or replica).key  # type: ignore[union-attr]
         if source is None:
             assert replica is not None
@@ -551,13 +583,11 @@ def plan(settings: SyncSettings, clients: Clients, task: PlanTask, out_of_time: 
                 sample[slot] = chosen
         else:
             stats[kind] += 1
-            stats["to_copy_bytes"] += source.size
+            stats["to_copy_bytes"] += 0 if kind == "archived" else source.size
             if kind in examples:
                 _note(examples[kind], source.key)
-            writer.copy(CopyItem(source.key, source.size, source.etag))
-        if compared_now % CHECK_TIME_EVERY == 0 and (compared_now >= settings.plan_chunk_objects or out_of_time()):
-            finished = False
-            break
+            if kind != "archived":
+                writer.copy(CopyItem(source.key, source.size, source.etag, source.storage_class))
     writer.close()
     progress.batches.extend(writer.written)
     progress.done = finished
@@ -574,10 +604,15 @@ def _pairs(clients: Clients, run: Run, shard: Shard, after: str | None) -> Itera
     return merge_join(source, read_ahead(listing(clients.replica, run.replica_bucket, run.prefix, **bounds)))
 
 
+ARCHIVED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})  # CopyObject needs them restored first
+
+
 def _kind(source: Entry, replica: Entry | None, cutoff: datetime | None) -> str:
-    """new / changed / in_sync for a replica; with a re-encryption cutoff, outdated / in_sync."""
+    """new / changed / in_sync for a replica; with a re-encryption cutoff, outdated / in_sync / archived."""
     if cutoff is not None:
-        return "outdated" if source.last_modified < cutoff else "in_sync"
+        if source.last_modified >= cutoff:
+            return "in_sync"
+        return "archived" if source.storage_class in ARCHIVED_CLASSES else "outdated"
     if replica is None:
         return "new"
     return "changed" if differs(source, replica) else "in_sync"
@@ -630,7 +665,7 @@ def copy(settings: SyncSettings, clients: Clients, task: CopyTask) -> dict[str, 
     if not task.batch.startswith(run.key("batches") + "/"):
         raise SyncRefusedError(f"field 'batch' is not a batch of run {run.id}: start the workflow, not this step")
     batch = _get_json(clients.work, run.work_bucket, task.batch)
-    items = [CopyItem(i["key"], i["size"], i["etag"]) for i in batch["copy"]]
+    items = [CopyItem(i["key"], i["size"], i["etag"], i.get("storage_class", "STANDARD")) for i in batch["copy"]]
     results = copy_all(clients.source, clients.replica, _copy_options(settings, run), items) if run.copy_objects else []
     deleted: list[str] = []
     failed = [{"key": r.key, "error": r.error or "Error"} for r in results if r.outcome == "failed"]
@@ -648,7 +683,7 @@ def copy(settings: SyncSettings, clients: Clients, task: CopyTask) -> dict[str, 
         "copied": len(copied),
         "copied_bytes": sum(r.size for r in copied),
         # A few of the versions just copied, for the sample check; all keys would make 100 KB per batch.
-        "copied_sample": [{"key": r.key, "etag": r.etag} for r in copied[:EXAMPLES]],
+        "copied_sample": [{"key": r.key, "etag": r.etag, "written_etag": r.written_etag} for r in copied[:EXAMPLES]],
         "vanished": sum(1 for r in results if r.outcome == "vanished"),
         "changed_during_copy": sum(r.retried_changed for r in results),
         "deleted": len(deleted),
@@ -663,7 +698,7 @@ def verify(settings: SyncSettings, clients: Clients, task: VerifyTask) -> dict[s
     are also checked for the replica key; older copies may predate a change of key). After a
     re-encryption, both kinds must be under the run's key."""
     run = task.run
-    candidates: dict[str, tuple[str, bool]] = {}
+    candidates: dict[str, tuple[str, bool]] = {}  # key -> (ETag of the version to check, copied now)
     for shard in run.shards:
         for chosen in _shard_file(clients, run, shard)["sample"]:
             candidates[chosen["key"]] = (chosen["etag"], False)
@@ -672,7 +707,9 @@ def verify(settings: SyncSettings, clients: Clients, task: VerifyTask) -> dict[s
         sampler = random.Random(run.id)  # noqa: S311 - picks a verification sample, not a secret
         for result_key in sampler.sample(result_keys, min(4, len(result_keys))):
             for chosen in _get_json(clients.work, run.work_bucket, result_key)["copied_sample"]:
-                candidates[chosen["key"]] = (chosen["etag"], True)
+                # A copy onto the object itself replaced that version: check the one it wrote.
+                etag = chosen["written_etag"] if run.mode == "reencrypt" else chosen["etag"]
+                candidates[chosen["key"]] = (etag, True)
     keys = sorted(candidates)
     random.Random(run.id).shuffle(keys)  # noqa: S311 - picks a verification sample, not a secret
     keys = keys[: settings.verify_sample]
@@ -695,7 +732,7 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
     """Totals of the plans and of every batch result; a batch without a result failed as a whole."""
     run = task.run
     totals = {name: sum(p[name] for p in task.plans) for name in task.plans[0] if name not in ("shard", "done")}
-    examples: dict[str, list[str]] = {"new": [], "changed": [], "replica_only": []}
+    examples: dict[str, list[str]] = {"new": [], "changed": [], "replica_only": [], "archived": []}
     for shard in run.shards:
         for name, keys in _shard_file(clients, run, shard)["examples"].items():
             examples[name].extend(keys[: EXAMPLES - len(examples[name])])
@@ -725,7 +762,14 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
                 failed.extend(result["failed"])
     kinds = {"outdated": totals["outdated"]} if run.mode == "reencrypt" else {n: totals[n] for n in ("new", "changed")}
     drift = totals["new"] + totals["changed"] + (totals["replica_only"] if run.mode == "mirror" else 0)
-    if len(failed) > settings.tolerated_failures or task.verify.get("mismatched_count"):
+    reasons = [
+        f"{len(failed)} objects failed (tolerated {settings.tolerated_failures})"
+        if len(failed) > settings.tolerated_failures
+        else "",
+        f"{task.verify['mismatched_count']} sampled objects differ" if task.verify.get("mismatched_count") else "",
+        f"{totals['archived']} archived objects need a restore first" if totals["archived"] else "",
+    ]
+    if any(reasons):
         status = "failed"
     elif run.mode == "verify" and drift:
         status = "drift"
@@ -740,6 +784,7 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
         "replica_bucket": run.replica_bucket,
         "prefix": run.prefix,
         "status": status,
+        "reason": "; ".join(filter(None, reasons)) or None,
         "compared": {"objects": totals["compared_objects"], "bytes": totals["compared_bytes"]},
         "to_copy": {"objects": sum(kinds.values()), "bytes": totals["to_copy_bytes"]} | kinds,
         "copied": copied,
@@ -757,6 +802,7 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
     }
     if run.mode == "reencrypt":
         report["kms_key"] = run.kms_key_arn
+        report["archived"] = {"objects": totals["archived"], "keys": examples["archived"]}
         report["modified_before"] = run.modified_before
         # Objects this run copied are newer than modified_before: the same input skips them.
         report["resume_input"] = {"dry_run": False, "kms_key": run.kms_key_arn, "modified_before": run.modified_before}

@@ -1,0 +1,54 @@
+"""Rules of the KMS rotation policy and the re-encrypted snapshot copy that need no emulator."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from wandb_ops.aurora_reencrypt import MAX_IDENTIFIER, target_identifier
+from wandb_ops.errors import ConfigurationError
+from wandb_ops.kms_rotation import RotationSettings, key_policy_statement, region_of
+
+ENVIRONMENT = {
+    "WANDB_NAMESPACE": "wandb",
+    "WANDB_BUCKET_NAME": "wandb-file-storage-1a2b",
+    "WANDB_KMS_KEY_ARN": "arn:aws:kms:us-east-1:111122223333:key/k",
+    "KMS_ROTATION_MODE": "report",
+    "KMS_ROTATION_PERIOD_DAYS": "365",
+    "KMS_ON_DEMAND_EVERY_DAYS": "0",
+    "KMS_ON_DEMAND_LIMIT": "10",
+    "KMS_ON_DEMAND_RESERVE": "2",
+}
+
+
+@pytest.mark.parametrize("cluster", ["wandb", "a" * 63, "my-team-wandb-production-cluster-eu-west-1"])
+def test_the_copy_name_is_a_valid_rds_identifier_for_any_cluster(cluster: str) -> None:
+    name = target_identifier(cluster, datetime(2026, 11, 27, 3, 0, tzinfo=UTC), "0499b247-a440-4f8c")
+    assert name.startswith("wandb-ops-reenc-202611270300-0499b247-") and len(name) <= MAX_IDENTIFIER
+    assert "--" not in name and not name.endswith("-") and name[0].isalpha()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "parameter"),
+    [
+        ("KMS_ROTATION_MODE", "sometimes", "KmsRotationMode"),
+        ("KMS_ROTATION_PERIOD_DAYS", "30", "KmsRotationPeriodDays"),
+        ("KMS_ON_DEMAND_LIMIT", "26", "KmsOnDemandRotationLimit"),
+        ("KMS_ON_DEMAND_RESERVE", "11", "KmsOnDemandRotationReserve"),
+        ("KMS_ROTATION_EXTRA_KEYS", "alias/wandb", "KmsRotationKeyArns"),
+    ],
+)
+def test_unusable_parameters_are_named(variable: str, value: str, parameter: str) -> None:
+    with pytest.raises(ConfigurationError, match=parameter):
+        RotationSettings.from_env({**ENVIRONMENT, variable: value})
+
+
+def test_keys_live_in_the_region_of_their_arn() -> None:
+    assert region_of("arn:aws:kms:eu-west-1:111122223333:key/k", "us-east-1") == "eu-west-1"
+    assert region_of("alias/wandb-kms-alias", "us-east-1") == "us-east-1"
+
+
+def test_the_statement_names_the_role_or_says_where_to_find_it() -> None:
+    assert key_policy_statement("arn:aws:iam::1:role/r", ("kms:DescribeKey",))["Principal"] == {
+        "AWS": "arn:aws:iam::1:role/r"
+    }
+    assert "KmsRotationFunctionRoleArn" in key_policy_statement("", ())["Principal"]["AWS"]
