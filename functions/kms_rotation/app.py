@@ -1,6 +1,5 @@
 """KMS rotation function: one step of the KMS rotation workflow per call (per the task's action)."""
 
-from functools import cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -41,12 +40,8 @@ class KmsTask(
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = parse_event(KmsTask, event).root
     settings = RotationSettings.from_env()
-    client = cache(lambda service, region: aws.client(service, region=region))  # one per region, per invocation
-    clients = Clients(
-        kms=lambda region: client("kms", region),
-        s3=lambda region: client("s3", region),
-        rds=client("rds", settings.region),
-    )
+    client = aws.regional_clients()
+    clients = Clients.from_factory(client, settings.region)
     logger.append_keys(action=task.action)
     with aws.throttling_as_retryable():
         if isinstance(task, DiscoverTask):

@@ -1,7 +1,6 @@
 """Posture report function: assess the W&B deployment (read-only) and return the report."""
 
 import os
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -29,16 +28,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         rotation: RotationSettings | ConfigurationError = RotationSettings.from_env()
     except ConfigurationError as exc:  # the report still runs; one item says what to fix
         rotation = exc
-    client = cache(lambda service, region: aws.client(service, region=region))  # one per region, per invocation
+    client = aws.regional_clients()
     region = os.environ.get("AWS_REGION", "us-east-1")
-    rds = client("rds", region)
+    rotation_clients = RotationClients.from_factory(client, region)
     sources = PostureSources(
-        rds=rds,
+        rds=rotation_clients.rds,
         s3=client("s3", region),
         secretsmanager=aws.client("secretsmanager"),
-        rotation=RotationClients(
-            kms=lambda region: client("kms", region), s3=lambda region: client("s3", region), rds=rds
-        ),
+        rotation=rotation_clients,
     )
     with aws.throttling_as_retryable():
         report = assess(settings, rotation, sources, utcnow())

@@ -5,8 +5,9 @@ throttling); what still fails with a throttling code becomes AwsThrottledError s
 the state machine's own backoff takes over.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 import boto3
@@ -32,11 +33,19 @@ THROTTLING_CODES = frozenset(
 )
 
 
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
+
+
 def client(service: str, region: str | None = None, connections: int = 10) -> Any:
     """A boto3 client; honours AWS_ENDPOINT_URL, so tests and the demo reach the emulator.
     ``connections``: the pool size, as many as the threads that share the client."""
     config = _CLIENT_CONFIG.merge(Config(max_pool_connections=connections))
     return boto3.client(service, region_name=region, config=config)
+
+
+def regional_clients() -> Callable[[str, str], Any]:
+    """A (service, region) -> client factory that makes each client once: for one invocation."""
+    return cache(lambda service, region: client(service, region=region))
 
 
 def error_code(exc: ClientError) -> str:

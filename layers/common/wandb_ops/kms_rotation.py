@@ -22,7 +22,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from wandb_ops.aws import error_code
+from wandb_ops.aws import ACCESS_DENIED_CODES, error_code
 from wandb_ops.errors import ConfigurationError, InvalidInputError
 from wandb_ops.models import StrictModel
 from wandb_ops.settings import DeploymentSettings, whole_number
@@ -33,7 +33,6 @@ MAX_ON_DEMAND_LIMIT = 25
 RECENT_ROTATIONS = 5
 READ_ACTIONS = ("kms:DescribeKey", "kms:GetKeyRotationStatus", "kms:ListKeyRotations")
 CHANGE_ACTIONS = ("kms:EnableKeyRotation", "kms:RotateKeyOnDemand")
-ACCESS_DENIED = frozenset({"AccessDeniedException", "AccessDenied"})
 KEY_REFERENCE = re.compile(
     r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/.+|alias/[A-Za-z0-9/_-]+|[A-Za-z0-9-]{36,40})$"
 )
@@ -112,6 +111,11 @@ class Clients:
     kms: Callable[[str], Any]  # region -> KMS client: keys live in the region of their ARN
     s3: Callable[[str], Any]
     rds: Any
+
+    @classmethod
+    def from_factory(cls, client: Callable[[str, str], Any], region: str) -> "Clients":
+        """From a (service, region) -> client factory; RDS in the deployment's region."""
+        return cls(kms=lambda at: client("kms", at), s3=lambda at: client("s3", at), rds=client("rds", region))
 
 
 # ---------------------------------------------------------------- inputs
@@ -207,7 +211,7 @@ def _read(where: str, problems: list[Problem], read: Callable[[], str | None], a
         return read()
     except ClientError as exc:
         code = error_code(exc)
-        if code in ACCESS_DENIED:
+        if code in ACCESS_DENIED_CODES:
             problems.append(
                 Problem(
                     where=where,
@@ -330,7 +334,7 @@ def _resolve(kms: Any, reference: str, protects: str, problems: list[Problem], r
                 )
             )
             return None
-        if code in ACCESS_DENIED:
+        if code in ACCESS_DENIED_CODES:
             problems.append(
                 Problem(
                     where=protects,
@@ -424,7 +428,7 @@ def _call(action: str, call: Callable[[], Any]) -> Any:
     try:
         return call()
     except ClientError as exc:
-        if error_code(exc) in ACCESS_DENIED:
+        if error_code(exc) in ACCESS_DENIED_CODES:
             raise _Denied(action, exc) from exc
         raise
 

@@ -13,9 +13,17 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from wandb_ops.aws import error_code
+from wandb_ops.aws import ACCESS_DENIED_CODES, error_code
 from wandb_ops.errors import ConfigurationError
-from wandb_ops.kms_rotation import AssessTask, DiscoverTask, Finding, RotationRequest, RotationSettings, discover
+from wandb_ops.kms_rotation import (
+    AssessTask,
+    DiscoverTask,
+    Finding,
+    RotationRequest,
+    RotationSettings,
+    bucket_default_encryption,
+    discover,
+)
 from wandb_ops.kms_rotation import Clients as RotationClients
 from wandb_ops.kms_rotation import assess as assess_key
 from wandb_ops.models import StrictModel
@@ -26,8 +34,6 @@ SNAPSHOT_FRESH = timedelta(hours=26)
 SNAPSHOT_STALE = timedelta(days=3)
 MIN_BACKUP_RETENTION_DAYS = 7
 ROTATION_MAX_AGE = timedelta(days=90)
-
-ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
 
 
 class Status(StrEnum):
@@ -298,20 +304,9 @@ def _bucket_items(bucket: str, s3: Any) -> list[PostureItem]:
 
 
 def _bucket_encryption(bucket: str, s3: Any) -> PostureItem:
-    try:
-        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
-    except ClientError as exc:
-        if error_code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
-            raise
-        rules = []
-    defaults = [rule.get("ApplyServerSideEncryptionByDefault", {}) for rule in rules]
-    kms = [d for d in defaults if d.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse")]
-    if kms:
-        return _item(
-            "s3.encryption",
-            Status.OK,
-            f"default encryption SSE-KMS with {kms[0].get('KMSMasterKeyID', 'the AWS-managed key')}",
-        )
+    encryption = bucket_default_encryption(s3, bucket)
+    if encryption is not None:
+        return _item("s3.encryption", Status.OK, f"default encryption SSE-KMS with {encryption[1]}")
     return _item(
         "s3.encryption",
         Status.WARN,

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import Field, RootModel
 
-from wandb_ops.aws import error_code
+from wandb_ops.aws import ACCESS_DENIED_CODES, error_code
 from wandb_ops.errors import ConfigurationError, WandbOpsError
 from wandb_ops.kms_rotation import KEY_REFERENCE, bucket_default_encryption
 from wandb_ops.models import StrictModel
@@ -408,7 +408,7 @@ def _described_key(kms: Any, key: str) -> dict[str, Any]:
     try:
         metadata: dict[str, Any] = kms.describe_key(KeyId=key)["KeyMetadata"]
     except ClientError as exc:
-        if error_code(exc) in ("AccessDeniedException", "AccessDenied"):
+        if error_code(exc) in ACCESS_DENIED_CODES:
             raise SyncRefusedError(
                 f"the re-encryption role may not use the key {key}: it is granted the W&B key (KmsKeyArn) and the "
                 "keys in KmsRotationKeyArns; add this key there and redeploy"
@@ -583,10 +583,10 @@ def plan(settings: SyncSettings, clients: Clients, task: PlanTask, out_of_time: 
                 sample[slot] = chosen
         else:
             stats[kind] += 1
-            stats["to_copy_bytes"] += 0 if kind == "archived" else source.size
             if kind in examples:
                 _note(examples[kind], source.key)
             if kind != "archived":
+                stats["to_copy_bytes"] += source.size
                 writer.copy(CopyItem(source.key, source.size, source.etag, source.storage_class))
     writer.close()
     progress.batches.extend(writer.written)
