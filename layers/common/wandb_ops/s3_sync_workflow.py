@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -368,8 +369,11 @@ def _prepare_reencrypt(settings: SyncSettings, clients: Clients, task: PrepareTa
     if asked > now:
         raise SyncRefusedError("field 'modified_before' is in the future: give the start of the run to resume")
     # S3 lists LastModified to the second. Rounding up copies everything written in the run's first
-    # second (a resume may copy a few of those again); rounding down would skip some of them.
+    # second (rounding down would skip some); waiting for the cutoff before any copy starts makes
+    # every copy of this run newer than it, so a resume with this cutoff copies none of them again.
     cutoff = asked if not asked.microsecond else asked.replace(microsecond=0) + timedelta(seconds=1)
+    if cutoff > now:
+        time.sleep((cutoff - now).total_seconds())
     with _refusing_unreachable(bucket, "W&B", "FileStorageBucketName"):
         encryption = bucket_default_encryption(clients.source, bucket)
     if encryption is None:
