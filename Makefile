@@ -25,7 +25,7 @@ help:
 	@echo "make build  - sam build (arm64 layer and functions into .aws-sam/)"
 
 # One stamp per environment: reinstall only when its pins change.
-$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt layers/kubernetes/requirements.txt
 	@test -x $(PY) || $(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@

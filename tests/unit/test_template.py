@@ -1,12 +1,19 @@
 """Static promises of template.yaml that a reviewer would otherwise check by eye."""
 
 import json
+import re
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.rig.stack import load_template
+from wandb_ops.polling import backoff
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 
@@ -29,10 +36,54 @@ def test_runtime_architecture_and_tracing_come_from_globals() -> None:
         assert "Runtime" not in function["Properties"], f"{name} overrides the global runtime"
 
 
-def test_shared_layer_is_built_by_sam_for_python_3_13() -> None:
-    layer = RESOURCES["CommonLayer"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.13"
-    assert layer["Properties"]["ContentUri"] == "layers/common"
+def test_layers_are_built_by_sam_for_python_3_13() -> None:
+    for name, directory in (("CommonLayer", "layers/common"), ("KubernetesLayer", "layers/kubernetes")):
+        layer = RESOURCES[name]
+        assert layer["Metadata"]["BuildMethod"] == "python3.13"
+        assert layer["Properties"]["ContentUri"] == directory
+
+
+def test_only_the_functions_that_talk_to_kubernetes_carry_its_client() -> None:
+    assert TEMPLATE["Globals"]["Function"]["Layers"] == [{"Ref": "CommonLayer"}]
+    for name, function in _of_type("AWS::Serverless::Function").items():
+        code = "".join(path.read_text() for path in (REPO_ROOT / function["Properties"]["CodeUri"]).rglob("*.py"))
+        talks_to_kubernetes = "ClientKubernetesApi" in code
+        has_layer = {"Ref": "KubernetesLayer"} in function["Properties"].get("Layers", [])
+        assert has_layer == talks_to_kubernetes, f"{name}: layer {has_layer}, uses Kubernetes {talks_to_kubernetes}"
+
+
+def _pins(requirements: str) -> dict[str, tuple[set[str], str]]:
+    """package -> (extras, pinned version) of a requirements file of `name[extras]==version` lines."""
+    text = (REPO_ROOT / requirements).read_text()
+    return {
+        canonicalize_name(name): (set(extras.split(",")) - {""}, version)
+        for name, extras, version in re.findall(r"^([\w.-]+)(?:\[([^\]]*)\])?==(\S+)", text, re.MULTILINE)
+    }
+
+
+def _installed_closure(pins: dict[str, tuple[set[str], str]]) -> set[str]:
+    """The pinned packages and everything they need, as installed in the test environment."""
+    found: set[str] = set()
+    pending = [(name, extras) for name, (extras, _) in pins.items()]
+    while pending:
+        name, extras = pending.pop()
+        if name in found:
+            continue
+        found.add(name)
+        for requirement in map(Requirement, metadata.requires(name) or []):
+            marker = requirement.marker
+            if marker is None or any(marker.evaluate({"extra": extra}) for extra in extras or {""}):
+                pending.append((canonicalize_name(requirement.name), set(requirement.extras)))
+    return found
+
+
+def test_layers_pin_what_the_tests_ran_and_agree_where_they_overlap() -> None:
+    common, kubernetes = _pins("layers/common/requirements.txt"), _pins("layers/kubernetes/requirements.txt")
+    assert "kubernetes" in kubernetes and "kubernetes" not in common
+    for name, (_, version) in (common | kubernetes).items():
+        assert metadata.version(name) == version, f"{name} is pinned to {version}, the tests ran another version"
+    shared = _installed_closure(common) & _installed_closure(kubernetes)
+    assert shared - kubernetes.keys() == set(), "pin these in layers/kubernetes/requirements.txt as well"
 
 
 def test_every_schedule_can_be_turned_off_by_a_parameter() -> None:
@@ -104,3 +155,15 @@ def test_iam_statements_name_their_actions(owner: str, statement: dict[str, Any]
             "ec2:AssignPrivateIpAddresses",
             "ec2:UnassignPrivateIpAddresses",
         }, f"{owner}: {json.dumps(actions)} on Resource '*'"
+
+
+def test_snapshot_waits_allow_a_long_copy_and_end_before_the_next_daily_run() -> None:
+    """Each wait loop (the snapshot, then its DR copy) may take about 11 h: a first cross-region
+    copy of a multi-terabyte database can take hours; the run ends within the 24 h of the schedule."""
+    variables = RESOURCES["DbSnapshotFunction"]["Properties"]["Environment"]["Variables"]
+    base, cap, attempts = (int(variables[f"POLL_{name}"]) for name in ("BASE_SECONDS", "MAX_SECONDS", "MAX_ATTEMPTS"))
+    # The last check gives up without waiting again: attempts - 1 waits.
+    one_loop = sum(backoff(attempt, base, cap, attempts)["wait_seconds"] for attempt in range(attempts - 1))
+    definition = json.loads((REPO_ROOT / "statemachines" / "db_snapshot.asl.json").read_text())
+    assert one_loop >= 10 * 3600
+    assert 2 * one_loop < definition["TimeoutSeconds"] < 24 * 3600
