@@ -6,6 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from wandb_ops import aws
+from wandb_ops.clock import utcnow
 from wandb_ops.cutover import (
     Cutover,
     CutoverDeps,
@@ -22,7 +23,6 @@ from wandb_ops.cutover import (
 from wandb_ops.kubernetes_access import ClientKubernetesApi, KubernetesApi, describe_cluster, eks_token
 from wandb_ops.mysql_accounts import Connector
 from wandb_ops.observability import logger, metrics, tracer
-from wandb_ops.posture import utcnow
 from wandb_ops.validation import parse_event
 from wandb_ops.wandb_config import target_for
 

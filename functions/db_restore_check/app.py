@@ -10,12 +10,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field, RootModel
 
 from wandb_ops import aws
+from wandb_ops.clock import utcnow
 from wandb_ops.errors import ConfigurationError
 from wandb_ops.models import StrictModel
 from wandb_ops.mysql_accounts import DEFAULT_CA_BUNDLE, Connector, DbSecret
 from wandb_ops.observability import logger, metrics, tracer
 from wandb_ops.polling import backoff
-from wandb_ops.posture import utcnow
 from wandb_ops.restore_check import (
     RestoreCheckError,
     RestoreCheckRequest,

@@ -8,6 +8,7 @@ from pydantic import Field, RootModel
 
 from wandb_ops import aws
 from wandb_ops.aurora_reencrypt import CheckCopyTask, CopyTarget, PlanCopyTask, check_copy, plan_copy
+from wandb_ops.clock import utcnow
 from wandb_ops.kms_rotation import (
     AssessTask,
     Clients,
@@ -19,7 +20,6 @@ from wandb_ops.kms_rotation import (
     summary,
 )
 from wandb_ops.observability import logger, metrics, tracer
-from wandb_ops.posture import utcnow
 from wandb_ops.validation import parse_event
 
 

@@ -7,12 +7,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from wandb_ops import aws
+from wandb_ops.clock import utcnow
 from wandb_ops.errors import ConfigurationError
 from wandb_ops.kms_rotation import Clients as RotationClients
 from wandb_ops.kms_rotation import RotationSettings
 from wandb_ops.models import TaskEvent
 from wandb_ops.observability import logger, metrics, tracer
-from wandb_ops.posture import PostureRequest, PostureSources, assess, utcnow
+from wandb_ops.posture import PostureRequest, PostureSources, assess
 from wandb_ops.settings import DeploymentSettings
 from wandb_ops.validation import parse_event
 

@@ -8,8 +8,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from wandb_ops import aws
+from wandb_ops.clock import utcnow
 from wandb_ops.observability import logger, metrics, tracer
-from wandb_ops.posture import utcnow
 from wandb_ops.s3_sync_workflow import (
     Clients,
     CopyTask,

@@ -15,8 +15,8 @@ from botocore.exceptions import ClientError
 from pydantic import Field
 
 from wandb_ops.aws import error_code
+from wandb_ops.encryption import KEY_REFERENCE
 from wandb_ops.errors import WandbOpsError
-from wandb_ops.kms_rotation import KEY_REFERENCE
 from wandb_ops.models import StrictModel
 from wandb_ops.polling import backoff
 from wandb_ops.snapshots import IN_PROGRESS, MANAGED_BY

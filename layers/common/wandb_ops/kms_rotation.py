@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from wandb_ops.aws import ACCESS_DENIED_CODES, error_code
+from wandb_ops.encryption import KEY_REFERENCE, bucket_default_key
 from wandb_ops.errors import ConfigurationError, InvalidInputError
 from wandb_ops.models import StrictModel
 from wandb_ops.settings import DeploymentSettings, whole_number
@@ -33,9 +34,6 @@ MAX_ON_DEMAND_LIMIT = 25
 RECENT_ROTATIONS = 5
 READ_ACTIONS = ("kms:DescribeKey", "kms:GetKeyRotationStatus", "kms:ListKeyRotations")
 CHANGE_ACTIONS = ("kms:EnableKeyRotation", "kms:RotateKeyOnDemand")
-KEY_REFERENCE = re.compile(
-    r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/.+|alias/[A-Za-z0-9/_-]+|[A-Za-z0-9-]{36,40})$"
-)
 KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 ARN_REGION = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):")
 
@@ -174,27 +172,6 @@ class SummaryTask(StrictModel):
 def region_of(reference: str, default: str) -> str:
     found = ARN_REGION.match(reference)
     return found.group(1) if found else default
-
-
-def bucket_default_encryption(s3: Any, bucket: str) -> tuple[str, str] | None:
-    """The bucket's default SSE-KMS algorithm and key (the AWS-managed aws/s3 key when none is
-    named), or None when the default is not SSE-KMS."""
-    try:
-        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
-    except ClientError as exc:
-        if error_code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
-            return None
-        raise
-    for rule in rules:
-        default = rule.get("ApplyServerSideEncryptionByDefault", {})
-        if default.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse"):
-            return str(default["SSEAlgorithm"]), str(default.get("KMSMasterKeyID") or "alias/aws/s3")
-    return None
-
-
-def bucket_default_key(s3: Any, bucket: str) -> str | None:
-    encryption = bucket_default_encryption(s3, bucket)
-    return encryption[1] if encryption else None
 
 
 def _database_key(rds: Any, kind: str, identifier: str) -> str | None:

@@ -6,7 +6,7 @@ Each item has a status (ok / warn / fail), the evidence it was judged on, and th
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from wandb_ops.aws import ACCESS_DENIED_CODES, error_code
+from wandb_ops.encryption import bucket_default_encryption
 from wandb_ops.errors import ConfigurationError
 from wandb_ops.kms_rotation import (
     AssessTask,
@@ -21,7 +22,6 @@ from wandb_ops.kms_rotation import (
     Finding,
     RotationRequest,
     RotationSettings,
-    bucket_default_encryption,
     discover,
 )
 from wandb_ops.kms_rotation import Clients as RotationClients
@@ -419,7 +419,3 @@ def _hours(age: timedelta) -> str:
 
 def _days(age: timedelta) -> str:
     return f"{age.days} days"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -25,8 +25,8 @@ from botocore.exceptions import ClientError
 from pydantic import Field, RootModel
 
 from wandb_ops.aws import ACCESS_DENIED_CODES, error_code
+from wandb_ops.encryption import KEY_REFERENCE, bucket_default_encryption
 from wandb_ops.errors import ConfigurationError, WandbOpsError
-from wandb_ops.kms_rotation import KEY_REFERENCE, bucket_default_encryption
 from wandb_ops.models import StrictModel
 from wandb_ops.s3_sync import (
     DELETE_OBJECTS_LIMIT,
