@@ -22,8 +22,7 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "layers" / "common")]
 
 import boto3  # noqa: E402 - after the path setup above
 
-from tests.rig.engines import Engine, EngineUnavailable, start_engine  # noqa: E402
-from tests.rig.fake_kubernetes import MysqlConfig  # noqa: E402
+from tests.rig.engines import Engine, EngineUnavailable  # noqa: E402
 from tests.rig.local_cloud import Execution, LocalCloud, start_local_cloud  # noqa: E402
 from tests.rig.stack import DeployedStack  # noqa: E402
 from tests.rig.terraform import TerraformProject  # noqa: E402
@@ -31,7 +30,7 @@ from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb  # noqa: E402
 from tests.rig.wandb_on_kubernetes import (  # noqa: E402
     WandbOnKubernetes,
     point_functions_at_engine,
-    start_wandb_on_kubernetes,
+    start_wandb_database,
 )
 from tests.workflows.notifications import TopicInbox  # noqa: E402
 from wandb_ops.snapshots import format_slot, snapshot_identifier, snapshot_tags  # noqa: E402
@@ -352,27 +351,6 @@ WORKFLOWS: dict[str, Callable[[Demo], None]] = {
 }
 
 
-def start_database(wandb: SimulatedWandb) -> Engine | None:
-    """A private MariaDB standing in for Aurora; the seeded master secret now points at it."""
-    try:
-        engine = start_engine("mariadb")
-    except EngineUnavailable as exc:
-        print(f"(no local MySQL-compatible server: {exc})")
-        return None
-    secretsmanager = boto3.client("secretsmanager")
-    master = json.loads(secretsmanager.get_secret_value(SecretId=wandb.master_secret_arn)["SecretString"])
-    with engine.connect(autocommit=True) as root, root.cursor() as cursor:
-        cursor.execute("CREATE DATABASE wandb_local")
-        cursor.execute("CREATE TABLE wandb_local.runs (id INT PRIMARY KEY, name VARCHAR(64))")
-        cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (master["username"], master["password"]))
-        cursor.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'%%' WITH GRANT OPTION", (master["username"],))
-    secretsmanager.put_secret_value(
-        SecretId=wandb.master_secret_arn,
-        SecretString=json.dumps({**master, "host": engine.host, "port": engine.port, "ssl": True}),
-    )
-    return engine
-
-
 def main() -> int:
     print("wandb-ops demo: everything below runs against a local AWS emulator; nothing reaches AWS.")
     cloud = start_local_cloud()
@@ -390,14 +368,11 @@ def main() -> int:
             "MasterSecretArn": wandb.master_secret_arn,
             "KmsRotationKeyArns": next_key,
         }
-        engine = start_database(wandb)
-        if engine is not None:
-            master = json.loads(
-                boto3.client("secretsmanager").get_secret_value(SecretId=wandb.master_secret_arn)["SecretString"]
-            )
-            config = MysqlConfig(master["username"], master["password"], engine.host, engine.port, "wandb_local")
-            kubernetes = start_wandb_on_kubernetes(wandb.namespace, engine, "operator", config)
+        try:
+            engine, kubernetes = start_wandb_database(wandb)
             parameters |= kubernetes.stack_parameters(wandb.master_secret_arn)
+        except EngineUnavailable as exc:
+            print(f"(no local MySQL-compatible server: {exc})")
         stack = cloud.deploy(parameters)
         if engine is not None:
             point_functions_at_engine(stack, engine, POLL_BASE_SECONDS="0", DRAIN_MAX_ATTEMPTS="50")

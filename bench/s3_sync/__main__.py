@@ -228,9 +228,20 @@ def _table(results: list[ToolResult], objects: int) -> str:
             extra = {**run.other_services, **{f"error {name}": count for name, count in run.error_responses.items()}}
             if extra:
                 lines.append("    also: " + ", ".join(f"{name} {count}" for name, count in extra.items()))
+    for result in results:
+        for run in result.phases:
+            if "profile" in run.details:
+                note = "CPU of its process; call seconds summed over threads"
+                lines.append(f"\nwhere {result.tool}'s {run.phase} time went ({note}):")
+                lines += [f"  {step}: {_step_profile(found)}" for step, found in run.details["profile"].items()]
     lines.append("\ndefaults:")
     lines += [f"  {result.tool} ({result.version}): {result.defaults}" for result in results]
     return "\n".join(lines)
+
+
+def _step_profile(step: dict[str, Any]) -> str:
+    calls = ", ".join(f"{name} {call['count']} in {call['seconds']:.2f} s" for name, call in step["calls"].items())
+    return f"{step['wall_seconds']:.2f} s wall, {step['cpu_seconds']:.2f} s CPU; {calls or 'no calls'}"
 
 
 def _ratio(value: float | None) -> str:

@@ -5,13 +5,22 @@ parallelism the state machine gives them, in a fresh Python process (as a cold f
 Step Functions runs the plans and the copy batches on separate Lambda functions; here they run
 in threads of one process: MAP_CONCURRENCY batches at once, each with the function's own
 S3_SYNC_COPY_CONCURRENCY (32) copies, so at most 256 copies in flight, as s5cmd's default.
+
+The summary it returns carries a profile of where the time went: for each step, its wall time,
+the CPU time of this process (all threads), and the AWS calls made with the time spent inside
+them (summed over threads, so it can exceed the wall time).
 """
 
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +48,45 @@ def sync(endpoint_url: str, source: str, replica: str, work_bucket: str) -> dict
     )
     summary: dict[str, Any] = json.loads(completed.stdout)
     return summary
+
+
+class Profile:
+    """Wall and CPU seconds per step, and AWS calls with the seconds spent inside them."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, dict[str, Any]] = {}
+        self._current = ""
+        self._lock = threading.Lock()
+
+    def watch(self, client: Any) -> None:
+        client.meta.events.register("before-call", self._before)
+        client.meta.events.register("after-call", self._after)
+
+    def _before(self, context: dict[str, Any], **_: Any) -> None:
+        context["bench_started"] = time.perf_counter()
+
+    def _after(self, context: dict[str, Any], model: Any, **_: Any) -> None:
+        seconds = time.perf_counter() - context["bench_started"]
+        with self._lock:
+            calls = self.steps[self._current]["calls"][model.name]
+            calls["count"] += 1
+            calls["seconds"] += seconds
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self._current = name
+        self.steps[name] = {"calls": defaultdict(lambda: {"count": 0, "seconds": 0.0})}
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            found = self.steps[name]
+            found["wall_seconds"] = round(time.perf_counter() - wall, 3)
+            found["cpu_seconds"] = round(time.process_time() - cpu, 3)
+            found["calls"] = {
+                operation: {"count": call["count"], "seconds": round(call["seconds"], 3)}
+                for operation, call in sorted(found["calls"].items())
+            }
 
 
 def _run(source: str, replica: str, work_bucket: str) -> dict[str, Any]:
@@ -82,13 +130,20 @@ def _run(source: str, replica: str, work_bucket: str) -> dict[str, Any]:
         verify_sample=20,
     )
     s3 = aws.client("s3", connections=MAP_CONCURRENCY * COPY_CONCURRENCY)
-    clients = Clients(source=s3, replica=s3, work=s3, cloudwatch=aws.client("cloudwatch"), kms=aws.client("kms"))
-    now = datetime.now(UTC)
-    prepared = prepare(
-        settings, clients, PrepareTask(action="prepare", input=SyncRequest(mode="sync").model_dump()), now
-    )
+    cloudwatch, kms = aws.client("cloudwatch"), aws.client("kms")
+    profile = Profile()
+    for client in (s3, cloudwatch, kms):
+        profile.watch(client)
+    clients = Clients(source=s3, replica=s3, work=s3, cloudwatch=cloudwatch, kms=kms)
+    with profile.step("prepare"):
+        prepared = prepare(
+            settings,
+            clients,
+            PrepareTask(action="prepare", input=SyncRequest(mode="sync").model_dump()),
+            datetime.now(UTC),
+        )
     run = Run.model_validate(prepared)
-    with ThreadPoolExecutor(MAP_CONCURRENCY) as pool:
+    with profile.step("plan"), ThreadPoolExecutor(MAP_CONCURRENCY) as pool:
         plans = list(
             pool.map(
                 # One process has no 15-minute limit: each range is planned in one call.
@@ -96,19 +151,25 @@ def _run(source: str, replica: str, work_bucket: str) -> dict[str, Any]:
                 run.shards,
             )
         )
-    written = manifest(clients, ManifestTask(action="manifest", run=run, plans=plans))
-    if run.copy_objects and written["batches"]:
-        batches = [
-            item["batch"] for item in json.loads(s3.get_object(Bucket=work_bucket, Key=written["key"])["Body"].read())
-        ]
-        with ThreadPoolExecutor(MAP_CONCURRENCY) as pool:
-            list(
-                pool.map(lambda batch: copy(settings, clients, CopyTask(action="copy", run=run, batch=batch)), batches)
-            )
-    checked = verify(settings, clients, VerifyTask(action="verify", run=run))
-    return summary(
-        settings, clients, SummaryTask(action="summary", run=run, plans=plans, verify=checked), datetime.now(UTC)
-    )
+    with profile.step("manifest"):
+        written = manifest(clients, ManifestTask(action="manifest", run=run, plans=plans))
+    with profile.step("copy"):
+        if run.copy_objects and written["batches"]:
+            body = s3.get_object(Bucket=work_bucket, Key=written["key"])["Body"].read()
+            batches = [item["batch"] for item in json.loads(body)]
+            with ThreadPoolExecutor(MAP_CONCURRENCY) as pool:
+                list(
+                    pool.map(
+                        lambda batch: copy(settings, clients, CopyTask(action="copy", run=run, batch=batch)), batches
+                    )
+                )
+    with profile.step("verify"):
+        checked = verify(settings, clients, VerifyTask(action="verify", run=run))
+    with profile.step("summary"):
+        result = summary(
+            settings, clients, SummaryTask(action="summary", run=run, plans=plans, verify=checked), datetime.now(UTC)
+        )
+    return {**result, "profile": profile.steps}
 
 
 if __name__ == "__main__":

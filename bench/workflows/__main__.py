@@ -10,8 +10,11 @@ entered (Step Functions bills a transition per state entered). Then it runs a da
 that stays "creating" for 20 polls, to measure what one poll costs, and computes how many polls
 the function's backoff needs for snapshots of a given duration against a fixed 15-second poll.
 
-Writes bench/workflows/results/<timestamp>.json. The credential rotation needs MySQL and the
-Kubernetes fakes; it is not counted here yet.
+The credential rotation (onboarding, then a rotation) runs against a private MariaDB and W&B on
+the fake EKS cluster, whose rollouts take several polls, as in the tests; without MariaDB on this
+machine it is left out and the result says so.
+
+Writes bench/workflows/results/<timestamp>.json.
 """
 
 import argparse
@@ -32,15 +35,21 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "layers" / "common")]  # as the 
 
 import boto3  # noqa: E402 - after the path setup above
 
+from tests.rig.engines import Engine, EngineUnavailable  # noqa: E402
 from tests.rig.local_cloud import Execution, LocalCloud, start_local_cloud  # noqa: E402
 from tests.rig.stack import DeployedStack  # noqa: E402
 from tests.rig.wandb_deployment import seed_wandb  # noqa: E402
+from tests.rig.wandb_on_kubernetes import (  # noqa: E402
+    WandbOnKubernetes,
+    point_functions_at_engine,
+    start_wandb_database,
+)
 from wandb_ops.polling import backoff  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SLOW_POLLS = 20
 FIXED_POLL_SECONDS = 15  # the snapshot function's first wait: what a loop without backoff would use
-SNAPSHOT_MINUTES = (5, 30, 120, 480)
+SNAPSHOT_MINUTES = (5, 30, 120, 480, 720)
 
 
 class CallCounter:
@@ -119,6 +128,62 @@ def polls_needed(seconds: float, next_wait: Callable[[int], int]) -> int:
     return polls
 
 
+def poll_costs(cloud: LocalCloud, counter: CallCounter, stack: DeployedStack, runs: dict[str, Any]) -> dict[str, Any]:
+    """What one poll costs, and the polls the backoff needs for snapshots of several durations."""
+    # One poll's cost, from a snapshot that stays "creating" for SLOW_POLLS checks (no real waits).
+    stack.set_function_environment("DbSnapshotFunction", POLL_BASE_SECONDS="0", POLL_MAX_SECONDS="0")
+    with snapshot_creating_for(SLOW_POLLS):
+        slow = measure(cloud, counter, stack, "DbSnapshotStateMachine", {"slot": "2026-11-27T03:00Z"})
+    fast = measure(cloud, counter, stack, "DbSnapshotStateMachine", {"slot": "2026-11-28T03:00Z"})
+    per_poll = {
+        "state_transitions": (slow["state_transitions"] - fast["state_transitions"]) / SLOW_POLLS,
+        "aws_calls": (slow["aws_calls"] - fast["aws_calls"]) / SLOW_POLLS,
+        "lambda_invocations": (slow["lambda_invocations"] - fast["lambda_invocations"]) / SLOW_POLLS,
+    }
+    runs[f"db_snapshot, {SLOW_POLLS} extra polls"] = slow
+    runs["db_snapshot, available at once"] = fast
+    configuration = boto3.client("lambda").get_function_configuration(
+        FunctionName=stack.function_name("DbSnapshotFunction")
+    )
+    template = {k: int(v) for k, v in configuration["Environment"]["Variables"].items() if k.startswith("POLL_")}
+    # The template's values, not the zeroes set above for the measurement.
+    template |= {"POLL_BASE_SECONDS": 15, "POLL_MAX_SECONDS": 300}
+
+    def backed_off(attempt: int) -> int:
+        return int(
+            backoff(
+                attempt,
+                template["POLL_BASE_SECONDS"],
+                template["POLL_MAX_SECONDS"],
+                template["POLL_MAX_ATTEMPTS"],
+            )["wait_seconds"]
+        )
+
+    slow_snapshots = []
+    for minutes in SNAPSHOT_MINUTES:
+        with_backoff = polls_needed(minutes * 60, backed_off)
+        fixed = polls_needed(minutes * 60, lambda _: FIXED_POLL_SECONDS)
+        slow_snapshots.append(
+            {
+                "snapshot_minutes": minutes,
+                "polls_with_backoff": with_backoff,
+                "polls_every_15s": fixed,
+                "gives_up_first": with_backoff > template["POLL_MAX_ATTEMPTS"],
+                "extra_transitions_with_backoff": round((with_backoff - 1) * per_poll["state_transitions"]),
+                "extra_transitions_every_15s": round((fixed - 1) * per_poll["state_transitions"]),
+            }
+        )
+    print(f"one extra poll: {per_poll}")
+    for row in slow_snapshots:
+        print(
+            f"snapshot of {row['snapshot_minutes']:>3} min: {row['polls_with_backoff']:>3} polls with backoff "
+            f"({row['extra_transitions_with_backoff']} extra transitions), {row['polls_every_15s']:>4} every 15 s "
+            f"({row['extra_transitions_every_15s']})"
+            + (f"; gives up first, after {template['POLL_MAX_ATTEMPTS']} polls" if row["gives_up_first"] else "")
+        )
+    return {"per_poll": per_poll, "poll_settings": template, "slow_snapshots": slow_snapshots}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=1000, help="objects in the simulated W&B bucket")
@@ -128,10 +193,18 @@ def main() -> int:
     os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     cloud = start_local_cloud()
     cloud.runtime.mute_function_output()
+    engine: Engine | None = None
+    kubernetes: WandbOnKubernetes | None = None
     try:
         counter = CallCounter()
         wandb = seed_wandb(objects=arguments.objects, terraform_state=True)
-        stack = cloud.deploy(wandb.stack_parameters())
+        parameters = wandb.stack_parameters()
+        try:
+            engine, kubernetes = start_wandb_database(wandb)
+            parameters |= kubernetes.stack_parameters(wandb.master_secret_arn)
+        except EngineUnavailable as exc:
+            print(f"credential rotation left out, no MariaDB here: {exc}")
+        stack = cloud.deploy(parameters)
         runs: dict[str, Any] = {}
         plan: list[tuple[str, str, dict[str, Any]]] = [
             ("posture", "PostureStateMachine", {}),
@@ -142,6 +215,13 @@ def main() -> int:
             ("kms_rotation report", "KmsRotationStateMachine", {}),
             ("s3_reencrypt dry run", "S3ReencryptStateMachine", {}),
         ]
+        if engine is not None:
+            # No real waits between polls; the fake's rollouts still take several polls each.
+            point_functions_at_engine(stack, engine, POLL_BASE_SECONDS="0", DRAIN_MAX_ATTEMPTS="50")
+            plan += [
+                ("credential_rotation onboard", "CredentialRotationStateMachine", {"action": "onboard"}),
+                ("credential_rotation rotate", "CredentialRotationStateMachine", {"action": "rotate"}),
+            ]
         for label, machine, workflow_input in plan:
             runs[label] = measure(cloud, counter, stack, machine, workflow_input)
             found = runs[label]
@@ -150,64 +230,12 @@ def main() -> int:
                 f"{found['lambda_invocations']:>4} invocations"
             )
 
-        # One poll's cost, from a snapshot that stays "creating" for SLOW_POLLS checks (no real waits).
-        stack.set_function_environment("DbSnapshotFunction", POLL_BASE_SECONDS="0", POLL_MAX_SECONDS="0")
-        with snapshot_creating_for(SLOW_POLLS):
-            slow = measure(cloud, counter, stack, "DbSnapshotStateMachine", {"slot": "2026-11-27T03:00Z"})
-        fast = measure(cloud, counter, stack, "DbSnapshotStateMachine", {"slot": "2026-11-28T03:00Z"})
-        per_poll = {
-            "state_transitions": (slow["state_transitions"] - fast["state_transitions"]) / SLOW_POLLS,
-            "aws_calls": (slow["aws_calls"] - fast["aws_calls"]) / SLOW_POLLS,
-            "lambda_invocations": (slow["lambda_invocations"] - fast["lambda_invocations"]) / SLOW_POLLS,
-        }
-        runs[f"db_snapshot, {SLOW_POLLS} extra polls"] = slow
-        runs["db_snapshot, available at once"] = fast
-        configuration = boto3.client("lambda").get_function_configuration(
-            FunctionName=stack.function_name("DbSnapshotFunction")
-        )
-        template = {k: int(v) for k, v in configuration["Environment"]["Variables"].items() if k.startswith("POLL_")}
-        # The template's values, not the zeroes set above for the measurement.
-        template |= {"POLL_BASE_SECONDS": 15, "POLL_MAX_SECONDS": 300}
-
-        def backed_off(attempt: int) -> int:
-            return int(
-                backoff(
-                    attempt,
-                    template["POLL_BASE_SECONDS"],
-                    template["POLL_MAX_SECONDS"],
-                    template["POLL_MAX_ATTEMPTS"],
-                )["wait_seconds"]
-            )
-
-        slow_snapshots = []
-        for minutes in SNAPSHOT_MINUTES:
-            with_backoff = polls_needed(minutes * 60, backed_off)
-            fixed = polls_needed(minutes * 60, lambda _: FIXED_POLL_SECONDS)
-            slow_snapshots.append(
-                {
-                    "snapshot_minutes": minutes,
-                    "polls_with_backoff": with_backoff,
-                    "polls_every_15s": fixed,
-                    "gives_up_first": with_backoff > template["POLL_MAX_ATTEMPTS"],
-                    "extra_transitions_with_backoff": round((with_backoff - 1) * per_poll["state_transitions"]),
-                    "extra_transitions_every_15s": round((fixed - 1) * per_poll["state_transitions"]),
-                }
-            )
-        print(f"one extra poll: {per_poll}")
-        for row in slow_snapshots:
-            print(
-                f"snapshot of {row['snapshot_minutes']:>3} min: {row['polls_with_backoff']:>3} polls with backoff "
-                f"({row['extra_transitions_with_backoff']} extra transitions), {row['polls_every_15s']:>4} every 15 s "
-                f"({row['extra_transitions_every_15s']})"
-                + (f"; gives up first, after {template['POLL_MAX_ATTEMPTS']} polls" if row["gives_up_first"] else "")
-            )
+        polling = poll_costs(cloud, counter, stack, runs)
         result = {
             "measured_at": datetime.now(UTC).isoformat(),
             "objects": arguments.objects,
             "runs": runs,
-            "per_poll": per_poll,
-            "poll_settings": template,
-            "slow_snapshots": slow_snapshots,
+            **polling,
         }
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
@@ -215,6 +243,10 @@ def main() -> int:
         print(f"written to {path.relative_to(REPO_ROOT)}")
         return 0
     finally:
+        if kubernetes is not None:
+            kubernetes.stop()
+        if engine is not None:
+            engine.stop()
         cloud.stop()
 
 

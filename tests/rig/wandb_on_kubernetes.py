@@ -3,14 +3,18 @@ rotation tests and the demo: the fake API server registered as the EKS cluster i
 emulator, W&B's database settings where the chosen install keeps them, its deployments,
 the fake W&B app, and the cut-over and rotation functions pointed at the engine's CA."""
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
+import boto3
+
 from tests.rig.eks import register_cluster
-from tests.rig.engines import Engine
+from tests.rig.engines import Engine, start_engine
 from tests.rig.fake_kubernetes import FakeKubernetes, MysqlConfig
 from tests.rig.fake_wandb_app import FakeWandbApp
 from tests.rig.stack import DeployedStack
+from tests.rig.wandb_deployment import SimulatedWandb
 
 Mode = Literal["operator", "legacy"]
 OPERATOR_DEPLOYMENTS = ("wandb-app", "wandb-parquet", "wandb-flat-run-fields-updater")
@@ -48,6 +52,26 @@ def start_wandb_on_kubernetes(cluster_name: str, engine: Engine, mode: Mode, con
     register_cluster(cluster_name, kube.url, kube.ca_pem)
     app = FakeWandbApp(kube, engine.host, engine.port, engine.ca_path).start()
     return WandbOnKubernetes(mode, kube, app)
+
+
+def start_wandb_database(wandb: SimulatedWandb) -> tuple[Engine, WandbOnKubernetes]:
+    """A private MariaDB standing in for Aurora, with W&B's database and the seeded master user (the
+    master secret now points at it), and W&B's operator install logging in to it as the master
+    user, as a deployment not yet onboarded does. Raises EngineUnavailable without MariaDB."""
+    engine = start_engine("mariadb")
+    secretsmanager = boto3.client("secretsmanager")
+    master = json.loads(secretsmanager.get_secret_value(SecretId=wandb.master_secret_arn)["SecretString"])
+    with engine.connect(autocommit=True) as root, root.cursor() as cursor:
+        cursor.execute("CREATE DATABASE wandb_local")
+        cursor.execute("CREATE TABLE wandb_local.runs (id INT PRIMARY KEY, name VARCHAR(64))")
+        cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (master["username"], master["password"]))
+        cursor.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'%%' WITH GRANT OPTION", (master["username"],))
+    secretsmanager.put_secret_value(
+        SecretId=wandb.master_secret_arn,
+        SecretString=json.dumps({**master, "host": engine.host, "port": engine.port, "ssl": True}),
+    )
+    config = MysqlConfig(master["username"], master["password"], engine.host, engine.port, "wandb_local")
+    return engine, start_wandb_on_kubernetes(wandb.namespace, engine, "operator", config)
 
 
 def point_functions_at_engine(stack: DeployedStack, engine: Engine, **cutover_variables: str) -> None:
