@@ -6,6 +6,7 @@ from wandb_ops.errors import ConfigurationError, InvalidInputError
 from wandb_ops.models import TaskEvent
 from wandb_ops.posture import PostureRequest
 from wandb_ops.settings import DeploymentSettings
+from wandb_ops.tfstate_workflow import TfStateTask
 from wandb_ops.validation import parse_event
 
 VALID_ENV = {
@@ -41,6 +42,14 @@ def test_the_error_does_not_echo_the_value() -> None:
     with pytest.raises(InvalidInputError) as raised:
         parse_event(TaskEvent[PostureRequest], {"input": {"source": "hunter2-secret"}})
     assert "hunter2" not in str(raised.value)
+
+
+def test_an_unknown_action_is_named_without_echoing_it() -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        parse_event(TfStateTask, {"action": "hunter2-secret"})
+    message = str(raised.value)
+    assert "hunter2" not in message
+    assert "field 'action': should be one of 'plan', 'backup', 'report'" in message
 
 
 def test_settings_default_the_eks_cluster_to_the_namespace() -> None:

@@ -23,6 +23,12 @@ def describe_validation_error(exc: ValidationError, within: str = "") -> str:
     """One line per problem: the field path, what is wrong, never the offending value."""
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        field = ".".join(str(part) for part in (*filter(None, [within]), *error["loc"])) or "(input)"
-        problems.append(f"field '{field}': {error['msg']}")
+        location = error["loc"]
+        message = error["msg"]
+        if error["type"] == "union_tag_invalid":  # pydantic's message quotes the value given
+            context = error.get("ctx", {})
+            location = (*location, str(context.get("discriminator", "")).strip("'"))
+            message = f"should be one of {context.get('expected_tags', 'the documented values')}"
+        field = ".".join(str(part) for part in (*filter(None, [within]), *location)) or "(input)"
+        problems.append(f"field '{field}': {message}")
     return "invalid input: " + "; ".join(problems) + ". See events/ for a valid example."
