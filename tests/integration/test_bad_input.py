@@ -119,3 +119,40 @@ def test_every_function_refuses_malformed_events_before_any_change(
         assert changes == [], f"{function} changed something on bad input: {changes}"
 
     refuses()
+
+
+# Inputs a person could type into the console by mistake, given to every state machine.
+BAD_WORKFLOW_INPUTS = [
+    {"dry_run": "yes please"},
+    {"source": "console", "unexpected": True},
+]
+WORKFLOW_CHANGES_ALLOWED = {"lambda.Invoke", "sns.Publish"}  # the task, and the failure notification
+
+
+@pytest.mark.parametrize("workflow_input", BAD_WORKFLOW_INPUTS, ids=["wrong-type", "unknown-field"])
+def test_every_state_machine_refuses_bad_input_with_a_clear_error(
+    cloud: LocalCloud, stack: DeployedStack, workflow_input: dict[str, Any]
+) -> None:
+    for machine, arn in sorted(stack.state_machine_arns.items()):
+        with aws_calls() as made:
+            execution = cloud.run(arn, workflow_input, timeout_s=60)
+        assert execution.status == "FAILED", f"{machine} accepted {workflow_input}"
+        # The first task's error, as the console shows it in the run's events (some workflows
+        # end in their own failure state after the notification, which carries it too).
+        refused = [
+            details
+            for event in execution.history
+            for key, details in event.items()
+            if key.endswith("EventDetails") and isinstance(details, dict)
+            if details.get("error") == "InvalidInputError"
+        ]
+        assert refused, f"{machine}: no InvalidInputError in its events; ended {execution.error} {execution.cause}"
+        assert re.search(r"field '[^']*'", refused[0].get("cause", "")), refused[0]
+        changes = [
+            call
+            for call in made
+            if not call.startswith("stepfunctions.")  # this test's own start and polls
+            and call not in WORKFLOW_CHANGES_ALLOWED
+            and not READ_ONLY.match(call.split(".", 1)[1])
+        ]
+        assert changes == [], f"{machine} changed something on bad input: {changes}"
