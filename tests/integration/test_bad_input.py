@@ -41,7 +41,9 @@ JSON_VALUES = st.recursive(
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=8,
 )
-NOT_A_STRING = st.none() | st.booleans() | st.integers() | st.lists(JSON_VALUES, max_size=2) | st.just({})
+NOT_A_STRING: st.SearchStrategy[Any] = (
+    st.none() | st.booleans() | st.integers() | st.lists(JSON_VALUES, max_size=2) | st.just({})
+)
 
 
 def _example(name: str) -> dict[str, Any]:

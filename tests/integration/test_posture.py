@@ -8,7 +8,8 @@ from tests.rig.local_cloud import LocalCloud
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb
 from wandb_ops.kms_rotation import Clients as RotationClients
 from wandb_ops.kms_rotation import RotationSettings
-from wandb_ops.posture import PostureReport, PostureSources, Status, assess
+from wandb_ops.posture import PostureReport, PostureSources, assess
+from wandb_ops.posture_items import Status
 from wandb_ops.settings import DeploymentSettings
 
 

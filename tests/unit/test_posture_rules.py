@@ -9,7 +9,8 @@ from botocore.exceptions import ClientError
 from wandb_ops.errors import ConfigurationError
 from wandb_ops.kms_rotation import Clients as RotationClients
 from wandb_ops.kms_rotation import RotationSettings
-from wandb_ops.posture import PostureSources, Status, assess
+from wandb_ops.posture import PostureSources, assess
+from wandb_ops.posture_items import Status
 from wandb_ops.settings import DeploymentSettings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

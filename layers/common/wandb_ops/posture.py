@@ -4,16 +4,15 @@ and against what terraform-aws-wandb leaves off by default. Read-only.
 Each item has a status (ok / warn / fail), the evidence it was judged on, and the fix.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from wandb_ops.aws import ACCESS_DENIED_CODES, error_code
+from wandb_ops.aws import error_code
 from wandb_ops.encryption import bucket_default_encryption
 from wandb_ops.errors import ConfigurationError
 from wandb_ops.kms_rotation import (
@@ -27,6 +26,7 @@ from wandb_ops.kms_rotation import (
 from wandb_ops.kms_rotation import Clients as RotationClients
 from wandb_ops.kms_rotation import assess as assess_key
 from wandb_ops.models import StrictModel
+from wandb_ops.posture_items import PostureItem, Status, days, guarded, hours, item
 from wandb_ops.settings import DeploymentSettings
 
 # A daily snapshot schedule leaves at most ~24 h between snapshots; allow slack for a late run.
@@ -36,23 +36,10 @@ MIN_BACKUP_RETENTION_DAYS = 7
 ROTATION_MAX_AGE = timedelta(days=90)
 
 
-class Status(StrEnum):
-    OK = "ok"
-    WARN = "warn"
-    FAIL = "fail"
-
-
 class PostureRequest(StrictModel):
     """Workflow input. Nothing is required: the deployment comes from the stack parameters."""
 
     source: Literal["schedule", "console", "demo", "test"] = "console"
-
-
-class PostureItem(BaseModel):
-    id: str
-    status: Status
-    evidence: str
-    fix: str
 
 
 class PostureSummary(BaseModel):
@@ -108,36 +95,13 @@ def assess(
 
 def render_text(namespace: str, summary: PostureSummary, items: Iterable[PostureItem]) -> str:
     """The short human-readable report sent in the notification: problems first, with their fix."""
-    ordered = sorted(items, key=lambda item: [Status.FAIL, Status.WARN, Status.OK].index(item.status))
+    ordered = sorted(items, key=lambda entry: [Status.FAIL, Status.WARN, Status.OK].index(entry.status))
     lines = [f"W&B deployment '{namespace}': {summary.fail} fail, {summary.warn} warn, {summary.ok} ok", ""]
-    for item in ordered:
-        lines.append(f"[{item.status.upper()}] {item.id}: {item.evidence}")
-        if item.status is not Status.OK:
-            lines.append(f"    fix: {item.fix}")
+    for entry in ordered:
+        lines.append(f"[{entry.status.upper()}] {entry.id}: {entry.evidence}")
+        if entry.status is not Status.OK:
+            lines.append(f"    fix: {entry.fix}")
     return "\n".join(lines)
-
-
-def _item(item_id: str, status: Status, evidence: str, fix: str = "") -> PostureItem:
-    return PostureItem(id=item_id, status=status, evidence=evidence, fix=fix)
-
-
-def _denied(item_id: str, action: str, resource: str) -> PostureItem:
-    return _item(
-        item_id,
-        Status.WARN,
-        f"could not read: {action} was denied on {resource}",
-        f"allow {action} on {resource} for this stack's posture function role "
-        f"(see docs/permissions.md); nothing else is needed to assess this item",
-    )
-
-
-def _guarded(item_id: str, action: str, resource: str, check: Callable[[], list[PostureItem]]) -> list[PostureItem]:
-    try:
-        return check()
-    except ClientError as exc:
-        if error_code(exc) in ACCESS_DENIED_CODES:
-            return [_denied(item_id, action, resource)]
-        raise
 
 
 # ---------------------------------------------------------------- Aurora
@@ -150,7 +114,7 @@ def _cluster_items(namespace: str, rds: Any, now: datetime) -> list[PostureItem]
         except ClientError as exc:
             if error_code(exc) == "DBClusterNotFoundFault":
                 return [
-                    _item(
+                    item(
                         "aurora.cluster",
                         Status.FAIL,
                         f"no Aurora cluster '{namespace}' in this region",
@@ -160,12 +124,12 @@ def _cluster_items(namespace: str, rds: Any, now: datetime) -> list[PostureItem]
                 ]
             raise
         return [
-            _item("aurora.cluster", Status.OK, f"cluster '{namespace}' is {cluster.get('Status', 'unknown')}"),
+            item("aurora.cluster", Status.OK, f"cluster '{namespace}' is {cluster.get('Status', 'unknown')}"),
             _deletion_protection(namespace, cluster),
             _backup_retention(namespace, cluster),
             _managed_master_password(cluster),
             _storage_encryption(cluster),
-            *_guarded(
+            *guarded(
                 "aurora.newest_snapshot",
                 "rds:DescribeDBClusterSnapshots",
                 namespace,
@@ -173,13 +137,13 @@ def _cluster_items(namespace: str, rds: Any, now: datetime) -> list[PostureItem]
             ),
         ]
 
-    return _guarded("aurora.cluster", "rds:DescribeDBClusters", namespace, check)
+    return guarded("aurora.cluster", "rds:DescribeDBClusters", namespace, check)
 
 
 def _deletion_protection(namespace: str, cluster: dict[str, Any]) -> PostureItem:
     if cluster.get("DeletionProtection"):
-        return _item("aurora.deletion_protection", Status.OK, "deletion protection is on")
-    return _item(
+        return item("aurora.deletion_protection", Status.OK, "deletion protection is on")
+    return item(
         "aurora.deletion_protection",
         Status.FAIL,
         "deletion protection is off, and terraform-aws-wandb deletes the cluster without a final snapshot",
@@ -191,8 +155,8 @@ def _deletion_protection(namespace: str, cluster: dict[str, Any]) -> PostureItem
 def _backup_retention(namespace: str, cluster: dict[str, Any]) -> PostureItem:
     days = int(cluster.get("BackupRetentionPeriod", 0))
     if days >= MIN_BACKUP_RETENTION_DAYS:
-        return _item("aurora.backup_retention", Status.OK, f"automated backups kept {days} days")
-    return _item(
+        return item("aurora.backup_retention", Status.OK, f"automated backups kept {days} days")
+    return item(
         "aurora.backup_retention",
         Status.WARN,
         f"automated backups kept only {days} days",
@@ -204,12 +168,12 @@ def _backup_retention(namespace: str, cluster: dict[str, Any]) -> PostureItem:
 def _managed_master_password(cluster: dict[str, Any]) -> PostureItem:
     secret = cluster.get("MasterUserSecret")
     if secret:
-        return _item(
+        return item(
             "aurora.master_password_managed",
             Status.OK,
             f"the master password is managed by RDS in Secrets Manager ({secret.get('SecretArn', 'secret')})",
         )
-    return _item(
+    return item(
         "aurora.master_password_managed",
         Status.WARN,
         "the master password is set by terraform and stored in its state, not managed by RDS",
@@ -220,10 +184,10 @@ def _managed_master_password(cluster: dict[str, Any]) -> PostureItem:
 
 def _storage_encryption(cluster: dict[str, Any]) -> PostureItem:
     if cluster.get("StorageEncrypted"):
-        return _item(
+        return item(
             "aurora.storage_encrypted", Status.OK, f"storage encrypted with {cluster.get('KmsKeyId', 'a KMS key')}"
         )
-    return _item(
+    return item(
         "aurora.storage_encrypted",
         Status.FAIL,
         "the cluster storage is not encrypted",
@@ -241,18 +205,18 @@ def _newest_snapshot(namespace: str, rds: Any, now: datetime) -> PostureItem:
             if created is not None and (newest is None or created > newest):
                 newest = created
     if newest is None:
-        return _item(
+        return item(
             "aurora.newest_snapshot",
             Status.WARN,
             "no manual snapshot of the cluster: automated backups go when the cluster is deleted",
             "run the database snapshot workflow on its daily schedule",
         )
     age = now - newest
-    evidence = f"newest manual snapshot is {_hours(age)} old"
+    evidence = f"newest manual snapshot is {hours(age)} old"
     if age <= SNAPSHOT_FRESH:
-        return _item("aurora.newest_snapshot", Status.OK, evidence)
+        return item("aurora.newest_snapshot", Status.OK, evidence)
     status = Status.WARN if age <= SNAPSHOT_STALE else Status.FAIL
-    return _item(
+    return item(
         "aurora.newest_snapshot",
         status,
         evidence,
@@ -270,7 +234,7 @@ def _bucket_items(bucket: str, s3: Any) -> list[PostureItem]:
         except ClientError as exc:
             if error_code(exc) == "NoSuchBucket":
                 return [
-                    _item(
+                    item(
                         "s3.bucket",
                         Status.FAIL,
                         f"bucket '{bucket}' does not exist",
@@ -278,12 +242,12 @@ def _bucket_items(bucket: str, s3: Any) -> list[PostureItem]:
                     )
                 ]
             raise
-        items = [_item("s3.bucket", Status.OK, f"bucket '{bucket}' exists")]
+        items = [item("s3.bucket", Status.OK, f"bucket '{bucket}' exists")]
         if versioning == "Enabled":
-            items.append(_item("s3.versioning", Status.OK, "versioning is enabled"))
+            items.append(item("s3.versioning", Status.OK, "versioning is enabled"))
         else:
             items.append(
-                _item(
+                item(
                     "s3.versioning",
                     Status.WARN,
                     f"versioning is {versioning.lower()} (terraform-aws-wandb default): an overwritten "
@@ -292,7 +256,7 @@ def _bucket_items(bucket: str, s3: Any) -> list[PostureItem]:
                     "--versioning-configuration Status=Enabled) and keep the S3 replica sync running",
                 )
             )
-        items += _guarded(
+        items += guarded(
             "s3.encryption",
             "s3:GetEncryptionConfiguration",
             bucket,
@@ -300,14 +264,14 @@ def _bucket_items(bucket: str, s3: Any) -> list[PostureItem]:
         )
         return items
 
-    return _guarded("s3.bucket", "s3:GetBucketVersioning", bucket, check)
+    return guarded("s3.bucket", "s3:GetBucketVersioning", bucket, check)
 
 
 def _bucket_encryption(bucket: str, s3: Any) -> PostureItem:
     encryption = bucket_default_encryption(s3, bucket)
     if encryption is not None:
-        return _item("s3.encryption", Status.OK, f"default encryption SSE-KMS with {encryption[1]}")
-    return _item(
+        return item("s3.encryption", Status.OK, f"default encryption SSE-KMS with {encryption[1]}")
+    return item(
         "s3.encryption",
         Status.WARN,
         "default encryption is SSE-S3, not the W&B KMS key",
@@ -323,10 +287,10 @@ def _key_items(
 ) -> list[PostureItem]:
     """One item per key protecting W&B data: the KMS rotation policy's assessment in report mode."""
     if isinstance(settings, ConfigurationError):
-        return [_item("kms.policy", Status.FAIL, str(settings), "correct the stack parameter it names and redeploy")]
+        return [item("kms.policy", Status.FAIL, str(settings), "correct the stack parameter it names and redeploy")]
     discovery = discover(settings, clients, DiscoverTask(action="discover", input=RotationRequest(mode="report")))
     items = [
-        _item("kms.discovery", Status(problem["status"]), f"{problem['where']}: {problem['evidence']}", problem["fix"])
+        item("kms.discovery", Status(problem["status"]), f"{problem['where']}: {problem['evidence']}", problem["fix"])
         for problem in discovery["problems"]
     ]
     for entry in discovery["keys"]:
@@ -334,7 +298,7 @@ def _key_items(
         finding = Finding.model_validate(assess_key(settings, clients, task, now))
         fixes = finding.problems + [guidance.how for guidance in finding.guidance]
         items.append(
-            _item(
+            item(
                 f"kms.rotation:{finding.key_arn.rsplit('/', 1)[-1]}",
                 Status(finding.status),
                 f"{finding.key_arn} ({'; '.join(finding.protects)}): {_rotation_state(finding)}",
@@ -368,7 +332,7 @@ def _rotation_state(finding: Finding) -> str:
 def _secret_items(secret_arn: str | None, secretsmanager: Any, now: datetime) -> list[PostureItem]:
     if secret_arn is None:
         return [
-            _item(
+            item(
                 "credentials.application_user",
                 Status.WARN,
                 "no application database secret configured: W&B connects as the Aurora master user",
@@ -381,7 +345,7 @@ def _secret_items(secret_arn: str | None, secretsmanager: Any, now: datetime) ->
         secret = secretsmanager.describe_secret(SecretId=secret_arn)
         if not secret.get("RotationEnabled"):
             return [
-                _item(
+                item(
                     "credentials.rotation",
                     Status.WARN,
                     "rotation is not enabled on the application database secret",
@@ -391,7 +355,7 @@ def _secret_items(secret_arn: str | None, secretsmanager: Any, now: datetime) ->
         last = secret.get("LastRotatedDate")
         if last is None:
             return [
-                _item(
+                item(
                     "credentials.rotation",
                     Status.WARN,
                     "rotation is enabled but has never run",
@@ -400,22 +364,14 @@ def _secret_items(secret_arn: str | None, secretsmanager: Any, now: datetime) ->
             ]
         age = now - last
         if age <= ROTATION_MAX_AGE:
-            return [_item("credentials.rotation", Status.OK, f"last rotated {_days(age)} ago")]
+            return [item("credentials.rotation", Status.OK, f"last rotated {days(age)} ago")]
         return [
-            _item(
+            item(
                 "credentials.rotation",
                 Status.WARN,
-                f"last rotated {_days(age)} ago",
+                f"last rotated {days(age)} ago",
                 "check the credential rotation workflow's recent executions",
             )
         ]
 
-    return _guarded("credentials.rotation", "secretsmanager:DescribeSecret", secret_arn, check)
-
-
-def _hours(age: timedelta) -> str:
-    return f"{age.total_seconds() / 3600:.1f} h"
-
-
-def _days(age: timedelta) -> str:
-    return f"{age.days} days"
+    return guarded("credentials.rotation", "secretsmanager:DescribeSecret", secret_arn, check)
