@@ -13,7 +13,8 @@ from wandb_ops.kms_rotation import Clients as RotationClients
 from wandb_ops.kms_rotation import RotationSettings
 from wandb_ops.models import TaskEvent
 from wandb_ops.observability import logger, metrics, tracer
-from wandb_ops.posture import PostureRequest, PostureSources, assess
+from wandb_ops.posture import PostureRequest, PostureSources, assess, store
+from wandb_ops.posture_records import RecordSettings, RecordSources
 from wandb_ops.settings import DeploymentSettings
 from wandb_ops.validation import parse_event
 
@@ -32,15 +33,30 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     client = aws.regional_clients()
     region = os.environ.get("AWS_REGION", "us-east-1")
     rotation_clients = RotationClients.from_factory(client, region)
+    records = RecordSettings.from_env()
     sources = PostureSources(
         rds=rotation_clients.rds,
         s3=client("s3", region),
         secretsmanager=aws.client("secretsmanager"),
         rotation=rotation_clients,
+        records=RecordSources(
+            stepfunctions=aws.client("stepfunctions"),
+            dr_rds=client("rds", records.dr_region) if records.dr_region else None,
+        ),
     )
     with aws.throttling_as_retryable():
-        report = assess(settings, rotation, sources, utcnow())
+        report = assess(settings, rotation, sources, utcnow(), records)
+        location = store(sources.s3, os.environ["POSTURE_REPORT_BUCKET"], report)
     metrics.add_metric(name="PostureFail", unit=MetricUnit.Count, value=report.summary.fail)
     metrics.add_metric(name="PostureWarn", unit=MetricUnit.Count, value=report.summary.warn)
-    logger.info("posture assessed", extra={"summary": report.summary.model_dump(), "source": task.input.source})
-    return report.model_dump(mode="json")
+    for entry in report.items:
+        for name, value in entry.metrics.items():  # ages in hours or days, counts: alarms follow them
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    # One line per item, so a Logs Insights query (the dashboard's posture table) can list them.
+    for entry in report.items:
+        logger.info("posture item", extra={"item": entry.id, "status": entry.status, "evidence": entry.evidence})
+    logger.info(
+        "posture assessed",
+        extra={"summary": report.summary.model_dump(), "source": task.input.source, "location": location},
+    )
+    return {**report.model_dump(mode="json"), "location": location, "text": f"{report.text}\n\nFull report: {location}"}

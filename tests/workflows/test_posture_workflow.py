@@ -16,11 +16,44 @@ def test_findings_are_returned_and_published(cloud: LocalCloud, stack: DeployedS
     assert execution.status == "SUCCEEDED", execution.cause
     assert execution.states_entered() == ["Assess", "AnyFindings", "PublishFindings", "Done"]
     report = execution.output
-    assert report["summary"] == {"ok": 7, "warn": 4, "fail": 1}
+    assert report["summary"] == {"ok": 7, "warn": 7, "fail": 2}
+    statuses = {item["id"]: item["status"] for item in report["items"]}
+    # Nothing has run yet on a new stack: no sync, no state backup, no rotation, no DR region.
+    assert statuses["s3.replica"] == "fail"
+    assert statuses["tfstate.backup"] == statuses["credentials.last_rotation"] == statuses["aurora.dr_copy"] == "warn"
     [notification] = inbox.received()
-    assert notification.subject == "wandb-ops posture: 1 fail, 4 warn, 7 ok"
-    assert notification.message.splitlines()[0] == f"W&B deployment '{wandb.namespace}': 1 fail, 4 warn, 7 ok"
+    assert notification.subject == "wandb-ops posture: 2 fail, 7 warn, 7 ok"
+    assert notification.message.splitlines()[0] == f"W&B deployment '{wandb.namespace}': 2 fail, 7 warn, 7 ok"
     assert f"[FAIL] kms.rotation:{wandb.kms_key_arn.rsplit('/', 1)[1]}" in notification.message
+    assert notification.message.endswith(f"Full report: {report['location']}")
+    bucket, key = report["location"].removeprefix("s3://").split("/", 1)
+    stored = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert stored["summary"] == report["summary"] and stored["items"] == report["items"]
+    latest = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key="posture/latest.json")["Body"].read())
+    assert latest == stored
+
+
+def test_the_other_workflows_runs_turn_their_items_ok(
+    cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb
+) -> None:
+    for machine, workflow_input in (
+        ("S3SyncStateMachine", {"mode": "sync"}),
+        ("TfStateBackupStateMachine", {"sweep": True}),
+    ):
+        ran = cloud.run(stack.state_machine_arns[machine], {"source": "test", **workflow_input})
+        assert ran.status == "SUCCEEDED", ran.cause
+    boto3.client("s3").put_object(Bucket=wandb.bucket_name, Key="wandb/new-after-the-sync.txt", Body=b"new")
+    verify = cloud.run(stack.state_machine_arns["S3SyncStateMachine"], {"source": "test", "mode": "verify"})
+    assert verify.status == "SUCCEEDED", verify.cause
+    execution = cloud.run(stack.state_machine_arns["PostureStateMachine"], {"source": "test"})
+    assert execution.status == "SUCCEEDED", execution.cause
+    items = {item["id"]: item for item in execution.output["items"]}
+    assert items["tfstate.backup"]["status"] == "ok", items["tfstate.backup"]
+    assert items["tfstate.backup"]["metrics"]["TfStateBackupAgeHours"] < 1
+    replica = items["s3.replica"]
+    # Synced minutes ago, but the verify run since found the new object missing from the replica.
+    assert replica["status"] == "warn" and "found 1 objects differing" in replica["evidence"], replica
+    assert replica["metrics"]["ReplicaLagHours"] < 1 and replica["metrics"]["ReplicaDrift"] == 1
 
 
 def test_invalid_input_fails_the_run_and_notifies_the_reason(cloud: LocalCloud, stack: DeployedStack) -> None:

@@ -26,13 +26,15 @@ from wandb_ops.kms_rotation import (
 from wandb_ops.kms_rotation import Clients as RotationClients
 from wandb_ops.kms_rotation import assess as assess_key
 from wandb_ops.models import StrictModel
-from wandb_ops.posture_items import PostureItem, Status, days, guarded, hours, item
+from wandb_ops.posture_items import PostureItem, Status, by_age, days, guarded, hours, in_hours, item
+from wandb_ops.posture_records import RecordSettings, RecordSources, record_items
 from wandb_ops.settings import DeploymentSettings
 
 # A daily snapshot schedule leaves at most ~24 h between snapshots; allow slack for a late run.
 SNAPSHOT_FRESH = timedelta(hours=26)
 SNAPSHOT_STALE = timedelta(days=3)
 MIN_BACKUP_RETENTION_DAYS = 7
+REPORT_PREFIX = "posture/"
 ROTATION_MAX_AGE = timedelta(days=90)
 
 
@@ -64,6 +66,7 @@ class PostureSources:
     s3: Any
     secretsmanager: Any
     rotation: RotationClients  # the KMS rotation policy's clients, per region
+    records: RecordSources | None = None  # the other workflows' runs and DR copies; None: not assessed
 
 
 def assess(
@@ -71,18 +74,21 @@ def assess(
     rotation: RotationSettings | ConfigurationError,
     sources: PostureSources,
     now: datetime,
+    records: RecordSettings | None = None,
 ) -> PostureReport:
     """``rotation``: the KMS rotation policy, or why its parameters are unusable (one item fails;
-    the rest of the report still runs)."""
+    the rest of the report still runs). ``records``: where the other workflows' runs are."""
     items: list[PostureItem] = []
     items += _cluster_items(settings.namespace, sources.rds, now)
     items += _bucket_items(settings.bucket_name, sources.s3)
     items += _key_items(rotation, sources.rotation, now)
     items += _secret_items(settings.database_secret_arn, sources.secretsmanager, now)
+    if records is not None and sources.records is not None:
+        items += record_items(records, sources.records, now)
     summary = PostureSummary(
-        ok=sum(item.status is Status.OK for item in items),
-        warn=sum(item.status is Status.WARN for item in items),
-        fail=sum(item.status is Status.FAIL for item in items),
+        ok=sum(entry.status is Status.OK for entry in items),
+        warn=sum(entry.status is Status.WARN for entry in items),
+        fail=sum(entry.status is Status.FAIL for entry in items),
     )
     return PostureReport(
         generated_at=now,
@@ -91,6 +97,16 @@ def assess(
         items=items,
         text=render_text(settings.namespace, summary, items),
     )
+
+
+def store(s3: Any, bucket: str, report: PostureReport) -> str:
+    """The report as JSON at posture/<time>.json and posture/latest.json in the stack's work
+    bucket (its lifecycle keeps a month of them). Returns the dated object's S3 URI."""
+    body = report.model_dump_json(indent=2).encode()
+    key = f"{REPORT_PREFIX}{report.generated_at:%Y-%m-%dT%H%M%SZ}.json"
+    for name in (key, f"{REPORT_PREFIX}latest.json"):
+        s3.put_object(Bucket=bucket, Key=name, Body=body, ContentType="application/json")
+    return f"s3://{bucket}/{key}"
 
 
 def render_text(namespace: str, summary: PostureSummary, items: Iterable[PostureItem]) -> str:
@@ -213,14 +229,13 @@ def _newest_snapshot(namespace: str, rds: Any, now: datetime) -> PostureItem:
         )
     age = now - newest
     evidence = f"newest manual snapshot is {hours(age)} old"
-    if age <= SNAPSHOT_FRESH:
-        return item("aurora.newest_snapshot", Status.OK, evidence)
-    status = Status.WARN if age <= SNAPSHOT_STALE else Status.FAIL
+    status = by_age(age, SNAPSHOT_FRESH, SNAPSHOT_STALE)
     return item(
         "aurora.newest_snapshot",
         status,
         evidence,
-        "check the database snapshot workflow's recent executions in the Step Functions console",
+        "" if status is Status.OK else "check the database snapshot workflow's recent executions",
+        NewestSnapshotAgeHours=in_hours(age),
     )
 
 
@@ -363,14 +378,14 @@ def _secret_items(secret_arn: str | None, secretsmanager: Any, now: datetime) ->
                 )
             ]
         age = now - last
-        if age <= ROTATION_MAX_AGE:
-            return [item("credentials.rotation", Status.OK, f"last rotated {days(age)} ago")]
+        fresh = age <= ROTATION_MAX_AGE
         return [
             item(
                 "credentials.rotation",
-                Status.WARN,
+                Status.OK if fresh else Status.WARN,
                 f"last rotated {days(age)} ago",
-                "check the credential rotation workflow's recent executions",
+                "" if fresh else "check the credential rotation workflow's recent executions",
+                CredentialAgeDays=age.days,
             )
         ]
 
