@@ -106,3 +106,15 @@ def test_state_machines_are_created_from_the_real_definitions(stack: DeployedSta
     ]["FunctionArn"]
     assert definition["States"]["Assess"]["Parameters"]["FunctionName"] == function_arn
     assert "${" not in json.dumps(definition)
+
+
+def test_alarms_and_dashboard_are_deployed(stack: DeployedStack) -> None:
+    """The rig's alarm model (moto skips AWS::CloudWatch::Alarm) lets the dashboard resolve the alarms' ARNs."""
+    cloudwatch = boto3.client("cloudwatch")
+    alarms = {alarm["AlarmName"]: alarm for alarm in cloudwatch.describe_alarms()["MetricAlarms"]}
+    assert f"{stack.name}-s3-sync-failed" in alarms and f"{stack.name}-replica-lag" in alarms
+    assert alarms[f"{stack.name}-replica-lag"]["Threshold"] == 26
+    [dashboard] = cloudwatch.list_dashboards()["DashboardEntries"]
+    body = json.loads(cloudwatch.get_dashboard(DashboardName=dashboard["DashboardName"])["DashboardBody"])
+    [alarm_widget] = [widget for widget in body["widgets"] if widget["type"] == "alarm"]
+    assert set(alarm_widget["properties"]["alarms"]) == {alarm["AlarmArn"] for alarm in alarms.values()}

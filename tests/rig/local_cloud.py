@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 
-from tests.rig import kms, rds, s3, secretsmanager
+from tests.rig import cloudwatch, kms, rds, s3, secretsmanager
 from tests.rig.emulator import Emulator, start_emulator
 from tests.rig.lambda_runtime import LocalLambdaRuntime
 from tests.rig.stack import REPO_ROOT, TEMPLATE_PATH, DeployedStack, StackDeployer
@@ -78,6 +78,7 @@ class LocalCloud:
 
 def start_local_cloud() -> LocalCloud:
     emulator = start_emulator()
+    cloudwatch.install()
     kms.install()
     rds.install()
     s3.install()

@@ -167,3 +167,62 @@ def test_snapshot_waits_allow_a_long_copy_and_end_before_the_next_daily_run() ->
     definition = json.loads((REPO_ROOT / "statemachines" / "db_snapshot.asl.json").read_text())
     assert one_loop >= 10 * 3600
     assert 2 * one_loop < definition["TimeoutSeconds"] < 24 * 3600
+
+
+def _alarms() -> dict[str, Any]:
+    return _of_type("AWS::CloudWatch::Alarm")
+
+
+def _alarm_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
+    properties = alarm["Properties"]
+    if "Metrics" in properties:
+        return [query["MetricStat"]["Metric"] for query in properties["Metrics"] if "MetricStat" in query]
+    return [{key: properties[key] for key in ("Namespace", "MetricName", "Dimensions")}]
+
+
+def test_every_workflow_has_an_alarm_on_failed_and_timed_out_runs() -> None:
+    watched: dict[str, set[str]] = {}
+    for alarm in _alarms().values():
+        for metric in _alarm_metrics(alarm):
+            if metric["Namespace"] == "AWS/States":
+                [dimension] = metric["Dimensions"]
+                watched.setdefault(dimension["Value"]["Ref"], set()).add(metric["MetricName"])
+    machines = _of_type("AWS::Serverless::StateMachine")
+    assert watched == {machine: {"ExecutionsFailed", "ExecutionsTimedOut"} for machine in machines}
+
+
+def test_the_posture_metrics_alarms_follow_are_published_by_the_posture_code() -> None:
+    code = "".join(path.read_text() for path in (REPO_ROOT / "layers" / "common" / "wandb_ops").glob("posture*.py"))
+    followed = {
+        metric["MetricName"]
+        for alarm in _alarms().values()
+        for metric in _alarm_metrics(alarm)
+        if metric["Namespace"] == "WandbOps" and metric["MetricName"].startswith(("Newest", "Replica", "TfState"))
+    }
+    assert followed == {"NewestSnapshotAgeHours", "NewestDrCopyAgeHours", "ReplicaLagHours", "TfStateBackupAgeHours"}
+    for name in followed:
+        assert f"{name}=" in code, f"no posture item publishes {name}"
+
+
+def _headings(page: str) -> set[str]:
+    return set(re.findall(r"^#+ (.+)$", (REPO_ROOT / "docs" / f"{page}.md").read_text(), re.MULTILINE))
+
+
+def test_every_alarm_names_a_runbook_section_that_exists() -> None:
+    for name, alarm in _alarms().items():
+        found = re.search(r"docs/(\w+)\.md, [\"']([^\"']+)[\"']", alarm["Properties"]["AlarmDescription"])
+        assert found, f"{name} names no runbook"
+        page, section = found.groups()
+        assert section in _headings(page), f"{name}: docs/{page}.md has no section {section!r}"
+
+
+def test_the_dashboard_shows_every_alarm_workflow_and_function() -> None:
+    body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    parsed = json.loads(re.sub(r"\$\{(SnapshotAgeAlarmHours|BackupAgeAlarmHours)\}", "1", body))
+    text = json.dumps(parsed)
+    for name in _alarms():
+        assert "${" + name + ".Arn}" in text, f"the dashboard does not show {name}"
+    for name in _of_type("AWS::Serverless::StateMachine"):
+        assert text.count("${" + name + "}") == 2, f"the dashboard does not chart {name}'s runs"
+    for name in _of_type("AWS::Serverless::Function"):
+        assert "${" + name + "LogGroup}" in text, f"the dashboard does not show {name}'s last run"
