@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+DEFAULT_PASSWORD = "tf-generated-Pa55word"  # what the generated states hold as the database password
 CONFIG = """
 variable "namespace" { type = string }
 variable "revision" { type = number }
@@ -70,7 +71,7 @@ class TerraformProject:
         if result.returncode != 0:
             raise RuntimeError(f"terraform {args[0]} failed:\n{result.stderr[-2000:]}")
 
-    def apply(self, revision: int, password: str = "tf-generated-Pa55word", namespace: str = "wandb") -> None:
+    def apply(self, revision: int, password: str = DEFAULT_PASSWORD, namespace: str = "wandb") -> None:
         self._run(
             "apply",
             "-auto-approve",

@@ -157,6 +157,20 @@ def test_iam_statements_name_their_actions(owner: str, statement: dict[str, Any]
         }, f"{owner}: {json.dumps(actions)} on Resource '*'"
 
 
+def test_every_wildcard_resource_says_why_on_its_line() -> None:
+    for number, line in enumerate((REPO_ROOT / "template.yaml").read_text().splitlines(), start=1):
+        if re.search(r"Resource: \"\*\"", line):
+            assert re.search(r"# \S", line), f"template.yaml:{number}: a '*' resource needs its reason as a comment"
+
+
+def test_state_machines_log_errors_without_execution_data() -> None:
+    """A run's input and output never hold a secret by design; the logs would keep a copy for
+    LogRetentionDays if one ever slipped in, so they record errors only, without the data."""
+    for name, machine in _of_type("AWS::Serverless::StateMachine").items():
+        logging = machine["Properties"]["Logging"]
+        assert logging["Level"] == "ERROR" and logging["IncludeExecutionData"] is False, name
+
+
 def test_snapshot_waits_allow_a_long_copy_and_end_before_the_next_daily_run() -> None:
     """Each wait loop (the snapshot, then its DR copy) may take about 11 h: a first cross-region
     copy of a multi-terabyte database can take hours; the run ends within the 24 h of the schedule."""

@@ -6,6 +6,8 @@ import boto3
 
 from tests.rig.local_cloud import LocalCloud
 from tests.rig.stack import DeployedStack
+from tests.rig.terraform import DEFAULT_PASSWORD as STATE_PASSWORD
+from tests.rig.terraform import TerraformProject
 from tests.rig.wandb_deployment import SimulatedWandb
 from tests.workflows.notifications import TopicInbox
 
@@ -36,6 +38,12 @@ def test_findings_are_returned_and_published(cloud: LocalCloud, stack: DeployedS
 def test_the_other_workflows_runs_turn_their_items_ok(
     cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb
 ) -> None:
+    # A real terraform state, holding the database password as W&B's does, uploaded for backup.
+    project = TerraformProject()
+    project.apply(revision=1)
+    state_bucket = stack.outputs["TfStateBackupBucketName"]
+    boto3.client("s3").put_object(Bucket=state_bucket, Key="intake/wandb/terraform.tfstate", Body=project.local_state())
+    project.close()
     for machine, workflow_input in (
         ("S3SyncStateMachine", {"mode": "sync"}),
         ("TfStateBackupStateMachine", {"sweep": True}),
@@ -49,11 +57,16 @@ def test_the_other_workflows_runs_turn_their_items_ok(
     assert execution.status == "SUCCEEDED", execution.cause
     items = {item["id"]: item for item in execution.output["items"]}
     assert items["tfstate.backup"]["status"] == "ok", items["tfstate.backup"]
+    assert "1 stored" in items["tfstate.backup"]["evidence"]
     assert items["tfstate.backup"]["metrics"]["TfStateBackupAgeHours"] < 1
     replica = items["s3.replica"]
     # Synced minutes ago, but the verify run since found the new object missing from the replica.
     assert replica["status"] == "warn" and "found 1 objects differing" in replica["evidence"], replica
     assert replica["metrics"]["ReplicaLagHours"] < 1 and replica["metrics"]["ReplicaDrift"] == 1
+    # The report read the backup runs of a state that holds a password: none of it is in the report.
+    [posture] = cloud.runtime.invocations_of("PostureFunction")
+    for text in (json.dumps(execution.history, default=str), json.dumps(posture.result), *posture.log_lines):
+        assert STATE_PASSWORD not in text
 
 
 def test_invalid_input_fails_the_run_and_notifies_the_reason(cloud: LocalCloud, stack: DeployedStack) -> None:

@@ -14,14 +14,14 @@ from botocore.exceptions import ClientError
 
 from tests.rig.local_cloud import Execution, LocalCloud
 from tests.rig.stack import REPO_ROOT, RESOLVED_BUCKET_POLICIES, DeployedStack
-from tests.rig.terraform import TerraformProject
+from tests.rig.terraform import DEFAULT_PASSWORD, TerraformProject
 from tests.rig.wandb_deployment import SimulatedWandb
 from tests.workflows.notifications import TopicInbox
 from wandb_ops.tfstate import list_backups, verify_backup
 
 BACKEND_BUCKET = "acme-terraform"
 BACKEND_KEY = "wandb/terraform.tfstate"
-PASSWORD = "tf-generated-Pa55word"  # what the state holds; must never leave it
+PASSWORD = DEFAULT_PASSWORD  # what the state holds; must never leave it
 
 
 @pytest.fixture
