@@ -1,11 +1,20 @@
-"""docs/architecture.md draws every state machine from its definition; a stale picture fails here."""
+"""Pages generated from the code: docs/architecture.md draws every state machine from its
+definition, docs/permissions.md lists every IAM statement of the template. Stale pages fail here."""
 
-from scripts.asl_to_mermaid import DOCUMENT, render, updated
+from scripts import asl_to_mermaid, permissions_doc
+from scripts.asl_to_mermaid import render
 
 
 def test_the_diagrams_match_the_definitions() -> None:
-    current = DOCUMENT.read_text()
-    assert updated(current) == current, "run: python scripts/asl_to_mermaid.py"
+    current = asl_to_mermaid.DOCUMENT.read_text()
+    assert asl_to_mermaid.updated(current) == current, "run: python scripts/asl_to_mermaid.py"
+
+
+def test_the_permissions_page_matches_the_template() -> None:
+    current = permissions_doc.DOCUMENT.read_text()
+    assert permissions_doc.updated(current) == current, "run: python scripts/permissions_doc.py"
+    for statement in ("DeleteOnlyOwnSnapshots", "ReadTheOtherWorkflowsRuns", "CopyObjectsInPlace"):
+        assert f"| {statement} |" in current
 
 
 def test_a_definition_becomes_a_flowchart_with_its_choices_catches_and_map() -> None:
