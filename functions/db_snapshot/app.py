@@ -44,9 +44,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         elif isinstance(task, CreateTask):
             result = create(settings, clients, task)
         elif isinstance(task, CheckTask):
-            result = check(settings, clients, task)
+            result = check(settings, clients, task, utcnow())
         elif isinstance(task, CopyTask):
-            result = copy(settings, clients, task)
+            result = copy(settings, clients, task, utcnow())
         elif isinstance(task, RetentionTask):
             result = retention(settings, clients, task)
         else:

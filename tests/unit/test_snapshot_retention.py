@@ -57,8 +57,15 @@ def test_polls_back_off_exponentially_up_to_a_cap_and_give_up_at_the_bound() -> 
             "POLL_BASE_SECONDS": "15",
             "POLL_MAX_SECONDS": "300",
             "POLL_MAX_ATTEMPTS": "8",
+            "POLL_RUN_BUDGET_SECONDS": "3600",
         }
     )
-    polls = [_poll(settings, attempt) for attempt in range(8)]
+    started = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+    polls = [_poll(settings, attempt, started, started) for attempt in range(8)]
     assert [p["wait_seconds"] for p in polls] == [15, 30, 60, 120, 240, 300, 300, 300]
     assert [p["give_up"] for p in polls] == [False] * 7 + [True]
+    # Whatever loop it is in, a run gives up when the next wait would end past its budget.
+    late = started + timedelta(seconds=3600 - 200)
+    assert _poll(settings, 0, started, late)["give_up"] is False
+    assert _poll(settings, 5, started, late)["give_up"] is True  # a 300 s wait would pass the hour
+    assert _poll(settings, 5, None, late)["give_up"] is False  # invoked alone (sam local invoke): per-loop bound only

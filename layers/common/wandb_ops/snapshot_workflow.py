@@ -45,6 +45,7 @@ class SnapshotSettings:
     poll_base_seconds: int
     poll_max_seconds: int
     poll_max_attempts: int
+    run_budget_seconds: int  # every wait loop of a run ends by then (inside the state machine's timeout)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "SnapshotSettings":
@@ -86,6 +87,7 @@ class SnapshotSettings:
             poll_base_seconds=whole_number(env, "POLL_BASE_SECONDS", "(template)"),
             poll_max_seconds=whole_number(env, "POLL_MAX_SECONDS", "(template)"),
             poll_max_attempts=whole_number(env, "POLL_MAX_ATTEMPTS", "(template)"),
+            run_budget_seconds=whole_number(env, "POLL_RUN_BUDGET_SECONDS", "(template)"),
         )
 
 
@@ -107,6 +109,7 @@ class PreflightTask(StrictModel):
     action: Literal["preflight"]
     input: SnapshotRequest
     attempt: int = Field(default=0, ge=0)
+    started: datetime | None = None  # the run's start ($$.Execution.StartTime): bounds all its waits
 
 
 class CreateTask(StrictModel):
@@ -120,6 +123,7 @@ class CheckTask(StrictModel):
     snapshot_id: str = Field(min_length=1, max_length=63)
     region: Literal["source", "dr"] = "source"
     attempt: int = Field(default=0, ge=0)
+    started: datetime | None = None
 
 
 class CopyTask(StrictModel):
@@ -127,6 +131,7 @@ class CopyTask(StrictModel):
     snapshot_id: str = Field(min_length=1, max_length=63)
     slot: str
     attempt: int = Field(default=0, ge=0)
+    started: datetime | None = None
 
 
 class RetentionTask(StrictModel):
@@ -160,8 +165,14 @@ class Clients:
     dr_rds: Any | None
 
 
-def _poll(settings: SnapshotSettings, attempt: int) -> dict[str, Any]:
-    return backoff(attempt, settings.poll_base_seconds, settings.poll_max_seconds, settings.poll_max_attempts)
+def _poll(settings: SnapshotSettings, attempt: int, started: datetime | None, now: datetime) -> dict[str, Any]:
+    """The next wait, and whether to give up: after POLL_MAX_ATTEMPTS checks of this loop, or when
+    the next wait would end past the run's budget (the loops together stay inside its timeout, so
+    a slow run fails with a clear error and a notification instead of timing out)."""
+    poll = backoff(attempt, settings.poll_base_seconds, settings.poll_max_seconds, settings.poll_max_attempts)
+    if started is not None and (now - started).total_seconds() + poll["wait_seconds"] >= settings.run_budget_seconds:
+        poll["give_up"] = True
+    return poll
 
 
 def preflight(settings: SnapshotSettings, clients: Clients, task: PreflightTask, now: datetime) -> dict[str, Any]:
@@ -175,7 +186,7 @@ def preflight(settings: SnapshotSettings, clients: Clients, task: PreflightTask,
         "dry_run": task.input.dry_run,
         "dr": settings.dr_region is not None,
         "source_status": status,
-        **_poll(settings, task.attempt),
+        **_poll(settings, task.attempt, task.started, now),
     }
     if status != "available":
         if result["give_up"]:
@@ -231,12 +242,12 @@ def create(settings: SnapshotSettings, clients: Clients, task: CreateTask) -> di
     return {"snapshot_id": task.snapshot_id, "created": False}
 
 
-def check(settings: SnapshotSettings, clients: Clients, task: CheckTask) -> dict[str, Any]:
+def check(settings: SnapshotSettings, clients: Clients, task: CheckTask, now: datetime) -> dict[str, Any]:
     api = SnapshotApi(settings.kind)
     rds = clients.rds if task.region == "source" else clients.dr_rds
     identifier = task.snapshot_id if task.region == "source" else _dr_identifier(task.snapshot_id)
     snapshot = api.get(rds, identifier)
-    poll = _poll(settings, task.attempt)
+    poll = _poll(settings, task.attempt, task.started, now)
     where = "" if task.region == "source" else f" in {settings.dr_region}"
     if snapshot is None:
         raise SnapshotFailedError(f"snapshot {identifier}{where} disappeared")
@@ -256,11 +267,11 @@ def _dr_identifier(snapshot_id: str) -> str:
     return f"{snapshot_id}-dr"
 
 
-def copy(settings: SnapshotSettings, clients: Clients, task: CopyTask) -> dict[str, Any]:
+def copy(settings: SnapshotSettings, clients: Clients, task: CopyTask, now: datetime) -> dict[str, Any]:
     assert settings.dr_region and settings.dr_kms_key_arn and clients.dr_rds is not None
     api = SnapshotApi(settings.kind)
     target = _dr_identifier(task.snapshot_id)
-    poll = _poll(settings, task.attempt)
+    poll = _poll(settings, task.attempt, task.started, now)
     if api.get(clients.dr_rds, target) is not None:
         return {**poll, "started": True, "copy_id": target}
     in_flight = [s for s in api.list_manual(clients.dr_rds) if s.status in IN_PROGRESS]
