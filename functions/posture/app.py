@@ -57,6 +57,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.info("posture item", extra={"item": entry.id, "status": entry.status, "evidence": entry.evidence})
     logger.info(
         "posture assessed",
-        extra={"summary": report.summary.model_dump(), "source": task.input.source, "location": location},
+        # "location" is one of Powertools' own log keys: it would be dropped.
+        extra={"summary": report.summary.model_dump(), "source": task.input.source, "report_location": location},
     )
     return {**report.model_dump(mode="json"), "location": location, "text": f"{report.text}\n\nFull report: {location}"}

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from wandb_ops.posture_items import Status
 from wandb_ops.posture_records import (
+    DESCRIBED_RUNS,
     RecordSettings,
     RecordSources,
     Run,
@@ -70,6 +71,12 @@ def test_failed_syncs_since_the_last_good_one_warn() -> None:
     assert "1 sync runs failed since" in found.evidence and "S3SyncIncomplete" in found.evidence
 
 
+def test_a_failed_verify_run_after_the_sync_warns() -> None:
+    runs = [run(1, "FAILED", "S3SyncIncomplete", mode="verify"), run(3, mode="sync")]
+    found = replica_item(iter(runs), NOW)
+    assert found.status is Status.WARN and "S3SyncIncomplete" in found.evidence
+
+
 def test_drift_found_by_a_verify_run_after_the_sync_warns() -> None:
     runs = [run(1, output={"drift": {"objects": 4}}, mode="verify"), run(3, mode="sync")]
     found = replica_item(iter(runs), NOW)
@@ -92,6 +99,18 @@ def test_a_successful_rotation_reports_its_outcome() -> None:
         iter([run(48, output={"report": {"Payload": {"outcome": "switched"}}}, action="rotate")]), NOW
     )
     assert found.status is Status.OK and "switched" in found.evidence and "2 days ago" in found.evidence
+
+
+def test_the_switch_run_each_rotation_starts_does_not_hide_its_result() -> None:
+    """Secrets Manager's RotationSucceeded starts a switch run that ends "nothing" after the
+    rotate run has done the work (or while it still does): the rotate run's result counts."""
+    nothing = {"report": {"Payload": {"outcome": "nothing"}}}
+    rolled_back = run(2, "FAILED", "CredentialRotationRolledBack")  # a manual run: {} means rotate
+    found = rotation_item(iter([run(1, output=nothing, action="switch", source="event"), rolled_back]), NOW)
+    assert found.status is Status.FAIL and "rolled back" in found.evidence
+    switched = run(2, output={"report": {"Payload": {"outcome": "switched"}}}, action="rotate")
+    found = rotation_item(iter([run(1, output=nothing, action="switch", source="event"), switched]), NOW)
+    assert found.status is Status.OK and "switched" in found.evidence
 
 
 def test_a_running_rotation_is_ok() -> None:
@@ -129,11 +148,16 @@ def test_state_backup_age(hours_ago: float, expected: Status) -> None:
     assert "1 stored, 2 already backed up" in found.evidence
 
 
+def test_a_backup_run_that_found_no_state_warns() -> None:
+    found = tfstate_item(iter([run(2, output={"stored": 0, "duplicate": 0, "anomaly_count": 0})]), NOW)
+    assert found.status is Status.WARN and "no state to back up" in found.evidence and "TfStateBucketName" in found.fix
+
+
 def test_anomalies_of_the_last_week_warn_and_older_ones_do_not() -> None:
     runs = [
-        run(2, output={"anomaly_count": 0}),
-        run(30, output={"anomaly_count": 1}),
-        run(24 * 9, output={"anomaly_count": 5}),
+        run(2, output={"stored": 1, "anomaly_count": 0}),
+        run(30, output={"stored": 1, "anomaly_count": 1}),
+        run(24 * 9, output={"stored": 1, "anomaly_count": 5}),
     ]
     found = tfstate_item(iter(runs), NOW)
     assert found.status is Status.WARN
@@ -141,7 +165,7 @@ def test_anomalies_of_the_last_week_warn_and_older_ones_do_not() -> None:
 
 
 def test_a_failed_backup_since_the_last_good_one_warns() -> None:
-    found = tfstate_item(iter([run(1, "FAILED", "TfStateBackupFailed"), run(3, output={"stored": 1})]), NOW)
+    found = tfstate_item(iter([run(1, "FAILED", "TfStateBackupFailed"), run(3, output={"duplicate": 1})]), NOW)
     assert found.status is Status.WARN and "1 runs failed since" in found.evidence
 
 
@@ -176,6 +200,12 @@ def test_runs_are_read_newest_first_and_only_as_far_as_needed() -> None:
     newest = next(recent_runs(sfn, "arn:machine"))
     assert newest.started == NOW - timedelta(hours=2) and newest.output == {"stored": 1}
     assert len(sfn.described) == 1
+
+
+def test_no_more_than_two_months_of_runs_are_read() -> None:
+    sfn = FakeStepFunctions([run(hours, "FAILED", "S3SyncFailed", mode="sync") for hours in range(100)])
+    found = replica_item(recent_runs(sfn, "arn:machine"), NOW)
+    assert found.status is Status.FAIL and len(sfn.described) == DESCRIBED_RUNS
 
 
 class DeniedStepFunctions:

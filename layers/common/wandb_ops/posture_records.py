@@ -21,6 +21,7 @@ DAILY_FRESH = timedelta(hours=26)
 DAILY_STALE = timedelta(days=3)
 ANOMALY_WINDOW = timedelta(days=7)
 LISTED_RUNS = 1000  # one ListExecutions page; a daily workflow keeps about 90 runs
+DESCRIBED_RUNS = 60  # at most this many runs are read per workflow (two months of daily runs)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class Run:
 def recent_runs(stepfunctions: Any, machine_arn: str) -> Iterator[Run]:
     """The state machine's runs, newest first, each described only when the caller gets to it."""
     listed = stepfunctions.list_executions(stateMachineArn=machine_arn, maxResults=LISTED_RUNS)["executions"]
-    for execution in sorted(listed, key=lambda found: found["startDate"], reverse=True):
+    newest = sorted(listed, key=lambda found: found["startDate"], reverse=True)[:DESCRIBED_RUNS]
+    for execution in newest:
         described = stepfunctions.describe_execution(executionArn=execution["executionArn"])
         yield Run(
             name=execution["name"],
@@ -120,9 +122,10 @@ def _dr_copy_items(settings: RecordSettings, dr_rds: Any | None, now: datetime) 
             )
         ]
     region = settings.dr_region
+    action = "rds:DescribeDBSnapshots" if settings.database_kind == "rds-instance" else "rds:DescribeDBClusterSnapshots"
     return guarded(
         "aurora.dr_copy",
-        "rds:DescribeDBClusterSnapshots",
+        action,
         f"{region} snapshots",
         lambda: [dr_copy_item(SnapshotApi(settings.database_kind), dr_rds, settings.database, region, now)],
     )
@@ -160,7 +163,7 @@ def replica_item(runs: Iterator[Run], now: datetime) -> PostureItem:
     for run in runs:
         mode = run.input.get("mode", "sync")
         complete = mode in ("sync", "mirror") and not run.input.get("dry_run") and not run.input.get("prefix")
-        if mode == "verify" and run.status == "SUCCEEDED" and verify is None:
+        if mode == "verify" and run.status not in ("RUNNING", "ABORTED") and verify is None:
             verify = run
         if not complete:
             continue
@@ -188,7 +191,12 @@ def _replica_found(sync: Run, verify: Run | None, failed_since: list[Run], now: 
         fixes.append("open the failed run in the Step Functions console; its notification names the error")
         status = max(status, Status.WARN, key=_severity)
     drift = 0
-    if verify is not None and verify.started > sync.started:
+    if verify is not None and verify.started > sync.started and verify.status != "SUCCEEDED":
+        # A verify run fails when a sampled object's bytes, metadata or key differ (S3SyncIncomplete).
+        evidence.append(f"a verify run {hours(now - verify.started)} ago failed: {_named(verify)}")
+        fixes.append("open the verify run in the Step Functions console: its summary names the objects")
+        status = max(status, Status.WARN, key=_severity)
+    elif verify is not None and verify.started > sync.started:
         drift = int(((verify.output or {}).get("drift") or {}).get("objects", 0))
         evidence.append(f"a verify run {hours(now - verify.started)} ago found {drift} objects differing")
         if drift:
@@ -213,16 +221,19 @@ ROTATION_FAILURES = {
 
 def rotation_item(runs: Iterator[Run], now: datetime) -> PostureItem:
     """The result of the newest rotation (a scheduled or manual rotate, or a switch after a
-    Secrets Manager rotation); dry runs and onboarding do not count."""
+    Secrets Manager rotation). Dry runs, onboarding, and runs that found nothing to do do not
+    count: every rotation makes Secrets Manager start a switch run, which finds W&B already
+    switched (or the rotation still in the hands of the run that started it) and ends "nothing"."""
     for run in runs:
-        if run.input.get("action") not in ("rotate", "switch") or run.input.get("dry_run"):
+        if run.input.get("action", "rotate") not in ("rotate", "switch") or run.input.get("dry_run"):
+            continue
+        if run.status == "SUCCEEDED" and _rotation_outcome(run) == "nothing":
             continue
         when = f"{run.started:%Y-%m-%d} ({days(now - run.started)} ago, run {run.name})"
         if run.status == "RUNNING":
             return item("credentials.last_rotation", Status.OK, f"a rotation is running, started {when}")
         if run.status == "SUCCEEDED":
-            outcome = (((run.output or {}).get("report") or {}).get("Payload") or {}).get("outcome", "done")
-            return item("credentials.last_rotation", Status.OK, f"last rotation {when}: {outcome}")
+            return item("credentials.last_rotation", Status.OK, f"last rotation {when}: {_rotation_outcome(run)}")
         status, what = ROTATION_FAILURES.get(run.error or "", (Status.FAIL, f"it ended {run.status}"))
         return item(
             "credentials.last_rotation",
@@ -237,6 +248,10 @@ def rotation_item(runs: Iterator[Run], now: datetime) -> PostureItem:
         "no credential rotation has run",
         "onboard W&B to its own database user, then let the 30-day schedule rotate it (docs/rotation.md)",
     )
+
+
+def _rotation_outcome(run: Run) -> str:
+    return str((((run.output or {}).get("report") or {}).get("Payload") or {}).get("outcome", "done"))
 
 
 # ---------------------------------------------------------------- the terraform state backup
@@ -272,6 +287,10 @@ def tfstate_item(runs: Iterator[Run], now: datetime) -> PostureItem:
         f"{output.get('duplicate', 0)} already backed up)"
     ]
     fixes = [] if status is Status.OK else ["check the terraform state backup schedule and its recent runs"]
+    if not output.get("stored", 0) and not output.get("duplicate", 0):
+        evidence.append("it found no state to back up")
+        fixes.append("set TfStateBucketName and TfStateKey to the terraform backend, or upload states to intake/")
+        status = max(status, Status.WARN, key=_severity)
     if failed_since:
         evidence.append(f"{len(failed_since)} runs failed since, newest {_named(failed_since[0])}")
         fixes.append("open the failed run in the Step Functions console")
