@@ -44,12 +44,15 @@ CONTROL_STEP_SECONDS, CONTROL_STEP_GB = 1.0, 0.25
 COPY_BATCH_SECONDS, PLAN_SECONDS_PER_PAGE, SYNC_GB = 5.0, 0.15, 1.0
 
 # Standing charges a month, whatever the runs: the stack's KMS key ($1, plus $1 for each of its
-# first two rotations), the application secret the onboarding creates, the rollback alarm, and
-# about 30 custom metrics, each billed only for the hours it is published (once a day: 30 of 730).
+# first two rotations), the application secret the onboarding creates, the alarms ($0.10 per
+# metric an alarm reads: the eight workflow alarms read two each, the seven others one; the DR
+# copy alarm only with a DR region), the dashboard ($3 beyond an account's first three), and about
+# 30 custom metrics, each billed only for the hours it is published (once a day: 30 of 730).
 STANDING = {
     "stack KMS key": 1.00,
     "application secret": 0.40,
-    "alarm": 0.10,
+    "alarms": (8 * 2 + 7) * 0.10,
+    "dashboard": 3.00,
     "custom metrics": 30 * 0.30 * DAYS / 730,
 }
 

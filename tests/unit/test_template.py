@@ -233,12 +233,27 @@ def test_every_alarm_names_a_runbook_section_that_exists() -> None:
 
 
 def test_the_dashboard_shows_every_alarm_workflow_and_function() -> None:
-    body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
-    parsed = json.loads(re.sub(r"\$\{(SnapshotAgeAlarmHours|BackupAgeAlarmHours)\}", "1", body))
-    text = json.dumps(parsed)
+    body, variables = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    for dr_entry in ('"arn:dr-copy-alarm", ', ""):  # with a DR region, and without (the alarm's condition)
+        filled = body.replace("${DrCopyAgeAlarmEntry}", dr_entry)
+        parsed = json.loads(re.sub(r"\$\{(SnapshotAgeAlarmHours|BackupAgeAlarmHours)\}", "1", filled))
+        assert parsed["start"] == "-P7D"  # the charts and queries cover a week, not the default 3 hours
+    assert variables["DrCopyAgeAlarmEntry"]["Fn::If"][0] == RESOURCES["DrCopyAgeAlarm"]["Condition"]
+    text = body + json.dumps(variables)
     for name in _alarms():
         assert "${" + name + ".Arn}" in text, f"the dashboard does not show {name}"
     for name in _of_type("AWS::Serverless::StateMachine"):
-        assert text.count("${" + name + "}") == 2, f"the dashboard does not chart {name}'s runs"
+        assert body.count("${" + name + "}") == 2, f"the dashboard does not chart {name}'s runs"
     for name in _of_type("AWS::Serverless::Function"):
-        assert "${" + name + "LogGroup}" in text, f"the dashboard does not show {name}'s last run"
+        assert "${" + name + "LogGroup}" in body, f"the dashboard does not show {name}'s last run"
+
+
+def test_age_alarms_go_off_without_a_fresh_measurement() -> None:
+    """Published once a day by the posture report: an alarm is OK only while a report of the last
+    26 hours measured a fresh backup; nothing found, or no report, is an alarm."""
+    for name in ("SnapshotAgeAlarm", "DrCopyAgeAlarm", "ReplicaLagAlarm", "TfStateBackupAgeAlarm"):
+        properties = RESOURCES[name]["Properties"]
+        assert properties["Period"] * properties["EvaluationPeriods"] == 26 * 3600
+        assert properties["DatapointsToAlarm"] == properties["EvaluationPeriods"]
+        assert properties["TreatMissingData"] == "breaching" and properties["Statistic"] == "Minimum"
+        assert properties["AlarmActions"] == [{"Ref": "NotificationsTopic"}]
