@@ -189,19 +189,20 @@ def _replica_found(sync: Run, verify: Run | None, failed_since: list[Run], now: 
     if failed_since:
         evidence.append(f"{len(failed_since)} sync runs failed since, newest {_named(failed_since[0])}")
         fixes.append("open the failed run in the Step Functions console; its notification names the error")
-        status = max(status, Status.WARN, key=_severity)
+        status = _at_least_warn(status)
     drift = 0
-    if verify is not None and verify.started > sync.started and verify.status != "SUCCEEDED":
-        # A verify run fails when a sampled object's bytes, metadata or key differ (S3SyncIncomplete).
-        evidence.append(f"a verify run {hours(now - verify.started)} ago failed: {_named(verify)}")
-        fixes.append("open the verify run in the Step Functions console: its summary names the objects")
-        status = max(status, Status.WARN, key=_severity)
-    elif verify is not None and verify.started > sync.started:
-        drift = int(((verify.output or {}).get("drift") or {}).get("objects", 0))
-        evidence.append(f"a verify run {hours(now - verify.started)} ago found {drift} objects differing")
-        if drift:
-            fixes.append("run the S3 sync workflow (mode sync) to copy them, or mirror to also delete")
-            status = max(status, Status.WARN, key=_severity)
+    if verify is not None and verify.started > sync.started:
+        ago = hours(now - verify.started)
+        if verify.status != "SUCCEEDED":  # S3SyncIncomplete: a sampled object's bytes or metadata differ
+            evidence.append(f"a verify run {ago} ago failed: {_named(verify)}")
+            fixes.append("open the verify run in the Step Functions console: its summary names the objects")
+        else:
+            drift = int(((verify.output or {}).get("drift") or {}).get("objects", 0))
+            evidence.append(f"a verify run {ago} ago found {drift} objects differing")
+            if drift:
+                fixes.append("run the S3 sync workflow (mode sync) to copy them, or mirror to also delete")
+        if verify.status != "SUCCEEDED" or drift:
+            status = _at_least_warn(status)
     if status is not Status.OK and not fixes:
         fixes.append("check the S3 sync schedule (S3SyncScheduleState) and its recent runs")
     return item(
@@ -287,19 +288,19 @@ def tfstate_item(runs: Iterator[Run], now: datetime) -> PostureItem:
         f"{output.get('duplicate', 0)} already backed up)"
     ]
     fixes = [] if status is Status.OK else ["check the terraform state backup schedule and its recent runs"]
-    if not output.get("stored", 0) and not output.get("duplicate", 0):
+    if not any(output.get(count, 0) for count in ("stored", "duplicate", "anomaly_count")):
         evidence.append("it found no state to back up")
         fixes.append("set TfStateBucketName and TfStateKey to the terraform backend, or upload states to intake/")
-        status = max(status, Status.WARN, key=_severity)
+        status = _at_least_warn(status)
     if failed_since:
         evidence.append(f"{len(failed_since)} runs failed since, newest {_named(failed_since[0])}")
         fixes.append("open the failed run in the Step Functions console")
-        status = max(status, Status.WARN, key=_severity)
+        status = _at_least_warn(status)
     if anomalies:
         count = sum(int((run.output or {}).get("anomaly_count", 0)) for run in anomalies)
         evidence.append(f"{count} anomalies set aside in the last 7 days (newest in run {anomalies[0].name})")
         fixes.append("look at each one: docs/tfstate-backup.md, 'Anomalies'")
-        status = max(status, Status.WARN, key=_severity)
+        status = _at_least_warn(status)
     return item("tfstate.backup", status, "; ".join(evidence), "; ".join(fixes), TfStateBackupAgeHours=in_hours(age))
 
 
@@ -307,5 +308,5 @@ def _named(run: Run) -> str:
     return f"{run.name} ({run.error or run.status})"
 
 
-def _severity(status: Status) -> int:
-    return [Status.OK, Status.WARN, Status.FAIL].index(status)
+def _at_least_warn(status: Status) -> Status:
+    return Status.WARN if status is Status.OK else status
