@@ -34,6 +34,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     region = os.environ.get("AWS_REGION", "us-east-1")
     rotation_clients = RotationClients.from_factory(client, region)
     records = RecordSettings.from_env()
+    report_bucket = os.environ.get("POSTURE_REPORT_BUCKET", "").strip()
+    if not report_bucket:
+        raise ConfigurationError("POSTURE_REPORT_BUCKET is empty: redeploy the stack (it names its work bucket)")
     sources = PostureSources(
         rds=rotation_clients.rds,
         s3=client("s3", region),
@@ -46,14 +49,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     with aws.throttling_as_retryable():
         report = assess(settings, rotation, sources, utcnow(), records)
-        location = store(sources.s3, os.environ["POSTURE_REPORT_BUCKET"], report)
+        location = store(sources.s3, report_bucket, report)
     metrics.add_metric(name="PostureFail", unit=MetricUnit.Count, value=report.summary.fail)
     metrics.add_metric(name="PostureWarn", unit=MetricUnit.Count, value=report.summary.warn)
     for entry in report.items:
         for name, value in entry.metrics.items():  # ages in hours or days, counts: alarms follow them
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    # One line per item, so a Logs Insights query (the dashboard's posture table) can list them.
-    for entry in report.items:
+        # One line per item, so a Logs Insights query (the dashboard's posture table) can list them.
         logger.info("posture item", extra={"item": entry.id, "status": entry.status, "evidence": entry.evidence})
     logger.info(
         "posture assessed",
