@@ -22,7 +22,7 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "layers" / "common")]
 
 import boto3  # noqa: E402 - after the path setup above
 
-from tests.rig.engines import Engine, EngineUnavailable  # noqa: E402
+from tests.rig.engines import Engine  # noqa: E402
 from tests.rig.local_cloud import Execution, LocalCloud, start_local_cloud  # noqa: E402
 from tests.rig.stack import DeployedStack  # noqa: E402
 from tests.rig.terraform import TerraformProject  # noqa: E402
@@ -30,7 +30,7 @@ from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb  # noqa: E402
 from tests.rig.wandb_on_kubernetes import (  # noqa: E402
     WandbOnKubernetes,
     point_functions_at_engine,
-    start_wandb_database,
+    private_wandb_database,
 )
 from tests.workflows.notifications import TopicInbox  # noqa: E402
 from wandb_ops.snapshots import format_slot, snapshot_identifier, snapshot_tags  # noqa: E402
@@ -357,8 +357,6 @@ def main() -> int:
     cloud.runtime.mute_function_output()
     # moto names each template resource type it skips (schedules, topic policies); the rig documents them.
     logging.getLogger("moto").setLevel(logging.CRITICAL)
-    engine: Engine | None = None
-    kubernetes: WandbOnKubernetes | None = None
     try:
         wandb = seed_wandb(objects=40, terraform_state=True)
         show_deployment(wandb)
@@ -368,32 +366,27 @@ def main() -> int:
             "MasterSecretArn": wandb.master_secret_arn,
             "KmsRotationKeyArns": next_key,
         }
-        try:
-            engine, kubernetes = start_wandb_database(wandb)
-            parameters |= kubernetes.stack_parameters(wandb.master_secret_arn)
-        except EngineUnavailable as exc:
-            print(f"(no local MySQL-compatible server: {exc})")
-        stack = cloud.deploy(parameters)
-        if engine is not None:
-            point_functions_at_engine(stack, engine, POLL_BASE_SECONDS="0", DRAIN_MAX_ATTEMPTS="50")
-        show_stack(stack)
-        missing = sorted(set(stack.state_machine_arns) - set(WORKFLOWS))
-        if missing:
-            raise SystemExit(f"state machines without a demo step: {missing}")
-        demo = Demo(cloud, stack, wandb, engine, kubernetes, wandb.master_secret_arn, next_key)
-        for run in WORKFLOWS.values():
-            run(demo)
-        # The report reads the other workflows' runs: after them, their items have evidence.
-        run_posture(demo, "Posture report again, after every workflow ran once")
-        heading("Done")
-        invocations = Counter(invocation.logical_id for invocation in cloud.runtime.invocations)
-        print(f"Lambda invocations, each running the real handler: {dict(invocations)}")
-        return 0
+        with private_wandb_database(wandb) as database:
+            engine, kubernetes = database or (None, None)
+            if kubernetes is not None:
+                parameters |= kubernetes.stack_parameters(wandb.master_secret_arn)
+            stack = cloud.deploy(parameters)
+            if engine is not None:
+                point_functions_at_engine(stack, engine, POLL_BASE_SECONDS="0", DRAIN_MAX_ATTEMPTS="50")
+            show_stack(stack)
+            missing = sorted(set(stack.state_machine_arns) - set(WORKFLOWS))
+            if missing:
+                raise SystemExit(f"state machines without a demo step: {missing}")
+            demo = Demo(cloud, stack, wandb, engine, kubernetes, wandb.master_secret_arn, next_key)
+            for run in WORKFLOWS.values():
+                run(demo)
+            # The report reads the other workflows' runs: after them, their items have evidence.
+            run_posture(demo, "Posture report again, after every workflow ran once")
+            heading("Done")
+            invocations = Counter(invocation.logical_id for invocation in cloud.runtime.invocations)
+            print(f"Lambda invocations, each running the real handler: {dict(invocations)}")
+            return 0
     finally:
-        if kubernetes is not None:
-            kubernetes.stop()
-        if engine is not None:
-            engine.stop()
         cloud.stop()
 
 

@@ -35,15 +35,10 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "layers" / "common")]  # as the 
 
 import boto3  # noqa: E402 - after the path setup above
 
-from tests.rig.engines import Engine, EngineUnavailable  # noqa: E402
 from tests.rig.local_cloud import Execution, LocalCloud, start_local_cloud  # noqa: E402
 from tests.rig.stack import DeployedStack  # noqa: E402
 from tests.rig.wandb_deployment import seed_wandb  # noqa: E402
-from tests.rig.wandb_on_kubernetes import (  # noqa: E402
-    WandbOnKubernetes,
-    point_functions_at_engine,
-    start_wandb_database,
-)
+from tests.rig.wandb_on_kubernetes import point_functions_at_engine, private_wandb_database  # noqa: E402
 from wandb_ops.polling import backoff  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -193,60 +188,53 @@ def main() -> int:
     os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     cloud = start_local_cloud()
     cloud.runtime.mute_function_output()
-    engine: Engine | None = None
-    kubernetes: WandbOnKubernetes | None = None
     try:
         counter = CallCounter()
         wandb = seed_wandb(objects=arguments.objects, terraform_state=True)
         parameters = wandb.stack_parameters()
-        try:
-            engine, kubernetes = start_wandb_database(wandb)
-            parameters |= kubernetes.stack_parameters(wandb.master_secret_arn)
-        except EngineUnavailable as exc:
-            print(f"credential rotation left out, no MariaDB here: {exc}")
-        stack = cloud.deploy(parameters)
-        runs: dict[str, Any] = {}
-        plan: list[tuple[str, str, dict[str, Any]]] = [
-            ("posture", "PostureStateMachine", {}),
-            ("db_snapshot", "DbSnapshotStateMachine", {"slot": "2026-11-26T03:00Z"}),
-            ("tfstate_backup sweep", "TfStateBackupStateMachine", {"sweep": True}),
-            ("s3_sync first", "S3SyncStateMachine", {"mode": "sync"}),
-            ("s3_sync no-op", "S3SyncStateMachine", {"mode": "sync"}),
-            ("kms_rotation report", "KmsRotationStateMachine", {}),
-            ("s3_reencrypt dry run", "S3ReencryptStateMachine", {}),
-        ]
-        if engine is not None:
-            # No real waits between polls; the fake's rollouts still take several polls each.
-            point_functions_at_engine(stack, engine, POLL_BASE_SECONDS="0", DRAIN_MAX_ATTEMPTS="50")
-            plan += [
-                ("credential_rotation onboard", "CredentialRotationStateMachine", {"action": "onboard"}),
-                ("credential_rotation rotate", "CredentialRotationStateMachine", {"action": "rotate"}),
+        with private_wandb_database(wandb) as database:
+            engine, kubernetes = database or (None, None)
+            if kubernetes is not None:
+                parameters |= kubernetes.stack_parameters(wandb.master_secret_arn)
+            stack = cloud.deploy(parameters)
+            runs: dict[str, Any] = {}
+            plan: list[tuple[str, str, dict[str, Any]]] = [
+                ("posture", "PostureStateMachine", {}),
+                ("db_snapshot", "DbSnapshotStateMachine", {"slot": "2026-11-26T03:00Z"}),
+                ("tfstate_backup sweep", "TfStateBackupStateMachine", {"sweep": True}),
+                ("s3_sync first", "S3SyncStateMachine", {"mode": "sync"}),
+                ("s3_sync no-op", "S3SyncStateMachine", {"mode": "sync"}),
+                ("kms_rotation report", "KmsRotationStateMachine", {}),
+                ("s3_reencrypt dry run", "S3ReencryptStateMachine", {}),
             ]
-        for label, machine, workflow_input in plan:
-            runs[label] = measure(cloud, counter, stack, machine, workflow_input)
-            found = runs[label]
-            print(
-                f"{label:<24} {found['state_transitions']:>5} transitions {found['aws_calls']:>6} AWS calls "
-                f"{found['lambda_invocations']:>4} invocations"
-            )
+            if engine is not None:
+                # No real waits between polls; the fake's rollouts still take several polls each.
+                point_functions_at_engine(stack, engine, POLL_BASE_SECONDS="0", DRAIN_MAX_ATTEMPTS="50")
+                plan += [
+                    ("credential_rotation onboard", "CredentialRotationStateMachine", {"action": "onboard"}),
+                    ("credential_rotation rotate", "CredentialRotationStateMachine", {"action": "rotate"}),
+                ]
+            for label, machine, workflow_input in plan:
+                runs[label] = measure(cloud, counter, stack, machine, workflow_input)
+                found = runs[label]
+                print(
+                    f"{label:<24} {found['state_transitions']:>5} transitions {found['aws_calls']:>6} AWS calls "
+                    f"{found['lambda_invocations']:>4} invocations"
+                )
 
-        polling = poll_costs(cloud, counter, stack, runs)
-        result = {
-            "measured_at": datetime.now(UTC).isoformat(),
-            "objects": arguments.objects,
-            "runs": runs,
-            **polling,
-        }
-        RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"written to {path.relative_to(REPO_ROOT)}")
-        return 0
+            polling = poll_costs(cloud, counter, stack, runs)
+            result = {
+                "measured_at": datetime.now(UTC).isoformat(),
+                "objects": arguments.objects,
+                "runs": runs,
+                **polling,
+            }
+            RESULTS.mkdir(exist_ok=True)
+            path = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+            path.write_text(json.dumps(result, indent=2) + "\n")
+            print(f"written to {path.relative_to(REPO_ROOT)}")
+            return 0
     finally:
-        if kubernetes is not None:
-            kubernetes.stop()
-        if engine is not None:
-            engine.stop()
         cloud.stop()
 
 

@@ -4,13 +4,15 @@ emulator, W&B's database settings where the chosen install keeps them, its deplo
 the fake W&B app, and the cut-over and rotation functions pointed at the engine's CA."""
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
 import boto3
 
 from tests.rig.eks import register_cluster
-from tests.rig.engines import Engine, start_engine
+from tests.rig.engines import Engine, EngineUnavailable, start_engine
 from tests.rig.fake_kubernetes import FakeKubernetes, MysqlConfig
 from tests.rig.fake_wandb_app import FakeWandbApp
 from tests.rig.stack import DeployedStack
@@ -72,6 +74,23 @@ def start_wandb_database(wandb: SimulatedWandb) -> tuple[Engine, WandbOnKubernet
     )
     config = MysqlConfig(master["username"], master["password"], engine.host, engine.port, "wandb_local")
     return engine, start_wandb_on_kubernetes(wandb.namespace, engine, "operator", config)
+
+
+@contextmanager
+def private_wandb_database(wandb: SimulatedWandb) -> Iterator[tuple[Engine, WandbOnKubernetes] | None]:
+    """``start_wandb_database``, stopped on exit, for the demo and the benchmarks; None, saying
+    why, when this machine has no MariaDB (the credential rotation is then left out)."""
+    try:
+        engine, kubernetes = start_wandb_database(wandb)
+    except EngineUnavailable as exc:
+        print(f"(no local MariaDB, so the credential rotation is left out: {exc})")
+        yield None
+        return
+    try:
+        yield engine, kubernetes
+    finally:
+        kubernetes.stop()
+        engine.stop()
 
 
 def point_functions_at_engine(stack: DeployedStack, engine: Engine, **cutover_variables: str) -> None:
