@@ -2,8 +2,10 @@
 to the emulator's S3 (backend) or uploaded to the intake prefix, the real definition
 in the interpreter, the real handler for every task."""
 
+import hashlib
 import io
 import json
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,6 +169,119 @@ def test_anomalies_are_set_aside_and_notified_never_overwriting_history(
     for execution in (stale, conflict, foreign, corrupt, not_json):
         assert execution.states_entered()[-2:] == ["NotifyAnomalies", "Done"]
     _assert_no_secret_escaped(cloud, [stale, conflict, foreign, corrupt, not_json])
+
+
+MARKER = "crafted7c1e"  # in every crafted value: found anywhere, a value was quoted back
+CRAFTED_FIELDS: dict[str, tuple[str, Any]] = {
+    "lineage-substitution": ("lineage", f"$(touch /tmp/{MARKER})"),
+    "lineage-semicolon": ("lineage", f"x; rm -rf ~ # {MARKER}"),
+    "lineage-quotes": ("lineage", f'{MARKER}\' "double" `id`'),
+    "lineage-newline": ("lineage", f"5f0c1a7e-2b8a-4b8e-9d43-0c7a1f2e3d4b\n{MARKER}"),
+    "lineage-non-ascii": ("lineage", f"{MARKER}-lignée-🚀"),
+    "lineage-overlong": ("lineage", MARKER + "a" * 5000),
+    "lineage-list": ("lineage", [MARKER]),
+    "version-text": ("version", f"4 {MARKER} texte arbitraire, non-ASCII: é"),
+    "terraform-version-shell": ("terraform_version", f"1.9.8 $(id) {MARKER}"),
+    "terraform-version-non-ascii": ("terraform_version", f"1.9.8-{MARKER}é"),
+    "serial-text": ("serial", MARKER),
+    "resources-text": ("resources", MARKER),
+}
+
+
+def _assert_marker_nowhere(cloud: LocalCloud, executions: list[Execution], inbox: TopicInbox) -> list[str]:
+    """The marker in no function result or log line, execution history or notification;
+    returns the notification messages."""
+    for invocation in cloud.runtime.invocations:
+        assert MARKER not in json.dumps(invocation.result, ensure_ascii=False), invocation.logical_id
+        assert not [line for line in invocation.log_lines if MARKER in line], invocation.logical_id
+    for execution in executions:
+        assert MARKER not in json.dumps(execution.history, default=str, ensure_ascii=False)
+        assert MARKER not in json.dumps(execution.output, ensure_ascii=False)
+    messages = [notification.message for notification in inbox.received()]
+    assert not [message for message in messages if MARKER in message]
+    return messages
+
+
+def test_crafted_state_fields_are_quarantined_and_never_repeated(
+    cloud: LocalCloud, tf_stack: DeployedStack, local_project: TerraformProject
+) -> None:
+    inbox = TopicInbox(tf_stack.outputs["NotificationsTopicArn"])
+    bucket, s3 = _backup_bucket(tf_stack), boto3.client("s3")
+    local_project.apply(1)
+    for index, (field, value) in enumerate(CRAFTED_FIELDS.values()):
+        state = {**local_project.local_state_json(), field: value}
+        _upload(tf_stack, json.dumps(state, ensure_ascii=False).encode(), workspace=f"crafted-{index}")
+    execution = cloud.run(stack_arn(tf_stack), {"sweep": True, "source": "test"})
+
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert _outcomes(execution) == [("anomaly", "invalid_state")] * len(CRAFTED_FIELDS)
+    assert execution.states_entered()[-2:] == ["NotifyAnomalies", "Done"]
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="states/")
+    quarantined = _quarantined(tf_stack)
+    assert sorted(key.split("/")[2] for key in quarantined) == sorted(
+        f"crafted-{i}" for i in range(len(CRAFTED_FIELDS))
+    )
+    for key in quarantined:  # the reason kept with the copy names fields, never their values
+        assert MARKER not in json.dumps(s3.head_object(Bucket=bucket, Key=key)["Metadata"], ensure_ascii=False)
+    [message] = _assert_marker_nowhere(cloud, [execution], inbox)
+    for index, (field, _) in enumerate(CRAFTED_FIELDS.values()):
+        assert f"intake/crafted-{index} " in message
+        assert f"field '{field}' must be" in message
+
+
+def test_a_history_key_with_a_crafted_lineage_is_never_offered_for_restore(
+    cloud: LocalCloud, tf_stack: DeployedStack, local_project: TerraformProject, tmp_path: Path
+) -> None:
+    """A backup key whose lineage is not a UUID (written by an earlier version, or by hand) is
+    neither listed nor put into the fetch command; a lineage given to the function is checked."""
+    bucket, s3 = _backup_bucket(tf_stack), boto3.client("s3")
+    local_project.apply(1)
+    state = local_project.local_state()
+    _run(cloud, tf_stack, bucket, _upload(tf_stack, state))
+    digest = hashlib.sha256(state).hexdigest()
+    crafted = f"states/intake/wandb-prod/x' $(touch /tmp/{MARKER}) '/000000000001-{digest[:16]}.tfstate"
+    s3.put_object(Bucket=bucket, Key=crafted, Body=state, Metadata={"sha256": digest})
+
+    function = tf_stack.function_name("TfStateRestoreFunction")
+
+    def restore_function(request: dict[str, Any]) -> dict[str, Any]:
+        payload = boto3.client("lambda").invoke(FunctionName=function, Payload=json.dumps(request))["Payload"]
+        answer: dict[str, Any] = json.loads(payload.read())
+        assert MARKER not in json.dumps(answer, ensure_ascii=False)
+        return answer
+
+    listed = restore_function({"workspace": "intake/wandb-prod"})
+    assert [b["serial"] for b in listed["backups"]] == [1]
+    chosen = restore_function({"workspace": "intake/wandb-prod", "serial": 1})
+    command = shlex.split(chosen["fetch"])
+    assert command[:3] == ["python", "scripts/tfstate_restore.py", "fetch"]
+    assert command[3:] == ["--bucket", bucket, "--key", chosen["verified"]["key"], "--out", "terraform.tfstate"]
+    refused = restore_function({"workspace": "intake/wandb-prod", "serial": 1, "lineage": f"x'; {MARKER}"})
+    assert refused["errorType"] == "InvalidInputError" and "field 'lineage'" in refused["errorMessage"]
+
+    from scripts.tfstate_restore import main as restore  # noqa: PLC0415 - the script, as an operator runs it
+
+    out = tmp_path / "terraform.tfstate"
+    assert restore([*command[2:-1], str(out)]) == 0  # the printed command, run with --out in tmp_path
+    assert out.read_bytes() == state
+
+
+def test_a_backup_task_given_by_hand_takes_only_a_state_key_of_its_workspace(
+    cloud: LocalCloud, tf_stack: DeployedStack, local_project: TerraformProject
+) -> None:
+    """The function can be invoked directly: a key plan would not choose is refused, not backed up."""
+    bucket, s3 = _backup_bucket(tf_stack), boto3.client("s3")
+    local_project.apply(1)
+    key = f"intake/wandb-prod/$(touch {MARKER}).tfstate"
+    s3.put_object(Bucket=bucket, Key=key, Body=local_project.local_state())
+    task = {"action": "backup", "object": {"bucket": bucket, "key": key, "workspace": "intake/wandb-prod"}}
+    function = tf_stack.function_name("TfStateBackupFunction")
+    answer = json.loads(
+        boto3.client("lambda").invoke(FunctionName=function, Payload=json.dumps(task))["Payload"].read()
+    )
+    assert answer["errorType"] == "InvalidInputError" and "field 'object'" in answer["errorMessage"]
+    assert MARKER not in answer["errorMessage"]
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="states/")
 
 
 def test_an_emptied_state_is_stored_and_notified(

@@ -2,13 +2,15 @@
 store it once under a key that records workspace, lineage, serial and content hash,
 and set anomalies aside (never overwriting history) so someone looks at them.
 
-The state holds the deployment's credentials: nothing here logs or returns its
-content, only its hash, size and the top-level fields of the format.
+The state holds the deployment's credentials, and whoever can write the backend or the
+intake prefix chooses its bytes: nothing here logs or returns its content. Only its hash and
+size, and the serial and lineage once they have the shape Terraform writes, become keys,
+metadata or messages; a field of any other shape is named with the shape it should have.
 """
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,14 +21,44 @@ import ijson
 from botocore.exceptions import ClientError
 
 from wandb_ops.aws import error_code
-from wandb_ops.errors import WandbOpsError
+from wandb_ops.errors import InvalidInputError, WandbOpsError
 
 STATE_FORMAT_VERSION = 4
 TFLOCK_SUFFIX = ".tflock"
 HISTORY_PREFIX = "states/"
 QUARANTINE_PREFIX = "quarantine/"
 _CHUNK = 1024 * 1024
-_WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,90}$")
+# Matched with fullmatch: `$` would also accept a trailing newline, and `\d` any Unicode digit.
+_WORKSPACE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,90}")
+_INTAKE_FILE = re.compile(r"[A-Za-z0-9_.-]{1,100}\.tfstate")
+# What Terraform writes (a random UUID, lowercase); it becomes part of backup keys.
+LINEAGE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_TERRAFORM_VERSION = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}(-[0-9A-Za-z.-]{1,64})?(\+[0-9A-Za-z.-]{1,64})?")
+_MAX_SERIAL = 2**64 - 1  # Terraform's serial is a uint64
+# Each top-level field checked: (event, value) -> does it have the shape Terraform writes.
+# A message names the field and the shape, never the value.
+_FIELDS: dict[str, tuple[str, Callable[[str, Any], bool]]] = {
+    "version": (
+        f"the number {STATE_FORMAT_VERSION}",
+        lambda _, value: type(value) is int and value == STATE_FORMAT_VERSION,  # 4.0 is not what Terraform writes
+    ),
+    "terraform_version": (
+        "a Terraform version such as 1.9.8 or 1.10.0-beta1",
+        lambda event, value: event == "string" and _TERRAFORM_VERSION.fullmatch(value) is not None,
+    ),
+    "serial": (
+        "a non-negative integer (at most 2^64-1)",
+        lambda _, value: type(value) is int and 0 <= value <= _MAX_SERIAL,
+    ),
+    "lineage": (
+        "a lowercase UUID (8-4-4-4-12 hex digits, as Terraform writes it)",
+        lambda event, value: event == "string" and LINEAGE.fullmatch(value) is not None,
+    ),
+    "resources": ("a JSON array of objects", lambda event, _: event == "start_array"),
+    "outputs": ("a JSON object", lambda event, _: event == "start_map"),
+}
+_REQUIRED = ("version", "terraform_version", "serial", "lineage")
+_VALUE_EVENTS = frozenset({"null", "boolean", "number", "string", "start_map", "start_array"})
 
 
 class Readable(Protocol):
@@ -34,7 +66,7 @@ class Readable(Protocol):
 
 
 class InvalidStateError(WandbOpsError):
-    """The object is not a usable Terraform state (not JSON, truncated, wrong format)."""
+    """The object is not a usable Terraform state (not JSON, truncated, a field not of the shape Terraform writes)."""
 
 
 class SourceChangedError(WandbOpsError):
@@ -164,42 +196,45 @@ def inspect_state(stream: Readable, copy_to: BinaryIO | None = None) -> StateSum
     """Validate a state file in one streaming pass (constant memory, any size), optionally
     writing the bytes it reads to ``copy_to``."""
     reader = _HashingReader(stream, copy_to)
-    fields: dict[str, Any] = {}
+    fields: dict[str, tuple[str, Any]] = {}
+    repeated: set[str] = set()
     resources = 0
     try:
         for prefix, event, value in ijson.parse(reader, use_float=True):
-            if prefix in ("version", "terraform_version", "serial", "lineage") and event in ("number", "string"):
-                fields[prefix] = value
-            elif prefix == "resources.item" and event == "start_map":
+            if prefix == "" and event in _VALUE_EVENTS and event != "start_map":
+                kind = {"start_array": "array"}.get(event, event)
+                raise InvalidStateError(f"the top level is a JSON {kind}, not a state object")
+            if prefix == "" and event == "map_key" and value in _FIELDS:
+                if value in fields:
+                    repeated.add(value)
+            elif prefix in _FIELDS and event in _VALUE_EVENTS and prefix not in fields:
+                fields[prefix] = (event, value)
+            elif prefix == "resources.item" and event in _VALUE_EVENTS:
                 resources += 1
-            elif prefix == "" and event == "start_array":
-                raise InvalidStateError("the top level is a JSON array, not a state object")
-    except ijson.common.JSONError as exc:
-        raise InvalidStateError(f"not valid JSON (corrupt or truncated): {_short(exc)}") from None
+                if event != "start_map":
+                    fields["resources"] = (event, value)  # not an array of objects
+    except UnicodeDecodeError:
+        raise InvalidStateError("not valid JSON (not UTF-8 text)") from None
+    except (ijson.common.JSONError, ValueError):  # ValueError: a number Python will not convert
+        raise InvalidStateError("not valid JSON (corrupt or truncated)") from None
     reader.drain()
-    missing = [name for name in ("version", "terraform_version", "serial", "lineage") if name not in fields]
-    if missing:
-        raise InvalidStateError(f"not a Terraform state: missing {', '.join(missing)}")
-    if fields["version"] != STATE_FORMAT_VERSION:
-        raise InvalidStateError(f"state format version {fields['version']}, expected {STATE_FORMAT_VERSION}")
-    if not isinstance(fields["serial"], int) or fields["serial"] < 0:
-        raise InvalidStateError("serial is not a non-negative integer")
-    if not isinstance(fields["lineage"], str) or not fields["lineage"]:
-        raise InvalidStateError("lineage is empty")
+    problems = [f"field '{name}' appears more than once" for name in sorted(repeated)]
+    problems += [
+        f"field '{name}' must be {shape}"
+        for name, (shape, has_shape) in _FIELDS.items()
+        if not (has_shape(*fields[name]) if name in fields else name not in _REQUIRED)
+    ]
+    if problems:
+        raise InvalidStateError("not a Terraform state: " + "; ".join(problems))
     return StateSummary(
         sha256=reader.digest.hexdigest(),
         size=reader.size,
-        version=int(fields["version"]),
-        terraform_version=str(fields["terraform_version"]),
-        serial=int(fields["serial"]),
-        lineage=str(fields["lineage"]),
+        version=fields["version"][1],
+        terraform_version=fields["terraform_version"][1],
+        serial=fields["serial"][1],
+        lineage=fields["lineage"][1],
         resources=resources,
     )
-
-
-def _short(exc: Exception) -> str:
-    # ijson messages can quote the input around the error: keep them short, never the content.
-    return str(exc).split(":", 1)[0][:80]
 
 
 # ---------------------------------------------------------------- which objects are states
@@ -218,9 +253,12 @@ def classify_key(config: SourceConfig, bucket: str, key: str) -> tuple[str | Non
 
 def _intake_workspace(config: SourceConfig, key: str) -> tuple[str | None, str]:
     parts = key[len(config.intake_prefix) :].split("/")
-    if len(parts) == 2 and _WORKSPACE_NAME.match(parts[0]) and parts[1].endswith(".tfstate"):
+    if len(parts) == 2 and _WORKSPACE_NAME.fullmatch(parts[0]) and _INTAKE_FILE.fullmatch(parts[1]):
         return f"intake/{parts[0]}", ""
-    return None, f"intake uploads go to {config.intake_prefix}<workspace>/terraform.tfstate"
+    return None, (
+        f"intake uploads go to {config.intake_prefix}<workspace>/terraform.tfstate "
+        "(workspace and file name: letters, digits, _ . -)"
+    )
 
 
 def _backend_workspace(config: SourceConfig, key: str) -> tuple[str | None, str]:
@@ -229,7 +267,7 @@ def _backend_workspace(config: SourceConfig, key: str) -> tuple[str | None, str]
     prefix = f"{config.workspace_key_prefix}/"
     if key.startswith(prefix) and key.endswith(f"/{config.backend_key}"):
         name = key[len(prefix) : -len(config.backend_key) - 1]
-        if _WORKSPACE_NAME.match(name):
+        if _WORKSPACE_NAME.fullmatch(name):
             return f"backend/{name}", ""
     return None, f"not the backend key {config.backend_key} or one of its workspaces"
 
@@ -268,7 +306,11 @@ def quarantine_key(workspace: str, anomaly: Anomaly, sha256: str) -> str:
     return f"{QUARANTINE_PREFIX}{workspace}/{anomaly.value}-{sha256[:16]}.tfstate"
 
 
-_HISTORY_NAME = re.compile(r"^(?P<lineage>[^/]+)/(?P<serial>\d{12})-(?P<sha>[0-9a-f]{16})\.tfstate$")
+# Only names this module writes: a key with any other lineage (stored by hand, or by an earlier
+# version that did not check it) is never listed, so never offered for restore.
+_HISTORY_NAME = re.compile(
+    rf"(?P<lineage>{LINEAGE.pattern})/(?P<serial>[0-9]{{12,20}})-(?P<sha>[0-9a-f]{{16}})\.tfstate"
+)
 
 
 def list_backups(s3: Any, bucket: str, workspace: str) -> list[BackupEntry]:
@@ -277,7 +319,7 @@ def list_backups(s3: Any, bucket: str, workspace: str) -> list[BackupEntry]:
     entries = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            match = _HISTORY_NAME.match(item["Key"][len(prefix) :])
+            match = _HISTORY_NAME.fullmatch(item["Key"][len(prefix) :])
             if match:
                 entries.append(
                     BackupEntry(
@@ -307,6 +349,12 @@ def _exists(s3: Any, bucket: str, key: str) -> bool:
 
 def backup_state(config: SourceConfig, s3: Any, source: StateObject) -> BackupResult:
     """Back up one state object. Idempotent: a re-run finds its own copy and reports a duplicate."""
+    if classify_key(config, source.bucket, source.key)[0] != source.workspace:
+        # A task given by hand: only what plan would have chosen, so every key echoed is a state key.
+        raise InvalidInputError(
+            "field 'object': bucket and key are not a state object of that workspace; "
+            'start the workflow with {"bucket": ..., "key": ...} and let it plan'
+        )
     with _source_unchanged(source):
         etag = s3.head_object(Bucket=source.bucket, Key=source.key)["ETag"]
         body = s3.get_object(Bucket=source.bucket, Key=source.key, IfMatch=etag)["Body"]

@@ -3,19 +3,20 @@ its recorded hash. The function never returns the state itself (it is a secret a
 Lambda output is logged by callers); it returns the exact object version to fetch and
 the command that fetches it, and `scripts/tfstate_restore.py` fetches and re-verifies."""
 
+import shlex
 from typing import Any
 
 from pydantic import Field
 
 from wandb_ops.errors import InvalidInputError
 from wandb_ops.models import StrictModel
-from wandb_ops.tfstate import list_backups, verify_backup
+from wandb_ops.tfstate import LINEAGE, list_backups, verify_backup
 
 
 class RestoreRequest(StrictModel):
     workspace: str = Field(pattern=r"^(backend|intake)/[A-Za-z0-9_.-]{1,90}$")
     serial: int | None = Field(default=None, ge=0)
-    lineage: str | None = None
+    lineage: str | None = Field(default=None, pattern=f"^{LINEAGE.pattern}$")
 
 
 def restore_plan(s3: Any, bucket: str, request: RestoreRequest) -> dict[str, Any]:
@@ -50,7 +51,22 @@ def restore_plan(s3: Any, bucket: str, request: RestoreRequest) -> dict[str, Any
             "sha256": summary.sha256,
             "size": summary.size,
         },
-        "fetch": (
-            f"python scripts/tfstate_restore.py fetch --bucket {bucket} --key '{entry.key}' --out terraform.tfstate"
-        ),
+        "fetch": fetch_command(bucket, entry.key),
     }
+
+
+def fetch_command(bucket: str, key: str) -> str:
+    """The command an operator pastes into a shell: every argument quoted for it."""
+    return shlex.join(
+        [
+            "python",
+            "scripts/tfstate_restore.py",
+            "fetch",
+            "--bucket",
+            bucket,
+            "--key",
+            key,
+            "--out",
+            "terraform.tfstate",
+        ]
+    )

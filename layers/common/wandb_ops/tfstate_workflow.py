@@ -12,12 +12,15 @@ from wandb_ops.errors import ConfigurationError
 from wandb_ops.models import StrictModel
 from wandb_ops.tfstate import SourceConfig, StateObject, classify_key, plan_sweep
 
+# S3's characters (legacy us-east-1 names included): the name is echoed in the run's output.
+_BUCKET_NAME = r"^[A-Za-z0-9._-]{3,63}$"
+
 
 class BackupRequest(StrictModel):
     """Workflow input: one object (from the S3 event rule, or by hand), or a sweep of every source."""
 
     sweep: bool = False
-    bucket: str | None = Field(default=None, min_length=3, max_length=63)
+    bucket: str | None = Field(default=None, pattern=_BUCKET_NAME)
     key: str | None = Field(default=None, min_length=1, max_length=1024)
     source: Literal["event", "schedule", "console", "demo", "test"] = "console"
 
@@ -29,7 +32,7 @@ class BackupRequest(StrictModel):
 
 
 class StateObjectInput(StrictModel):
-    bucket: str = Field(min_length=3, max_length=63)
+    bucket: str = Field(pattern=_BUCKET_NAME)
     key: str = Field(min_length=1, max_length=1024)
     workspace: str = Field(pattern=r"^(backend|intake)/[A-Za-z0-9_.-]{1,90}$")
 
