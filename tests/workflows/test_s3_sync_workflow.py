@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.config import Config
 
 from tests.conftest import AwsHook
 from tests.rig.lambda_runtime import SimulatedCrash
@@ -470,3 +471,28 @@ def test_archived_objects_are_reported_apart_and_do_not_fail_the_run(
     assert _objects(replica) == _objects(wandb.bucket_name, unreadable=still_archived)
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert [m["S3SyncObjectsArchived"] for m in emf if "S3SyncObjectsArchived" in m] == [[3.0], [3.0], [3.0], [1.0]]
+
+
+def test_the_sample_check_passes_over_objects_archived_since_they_were_copied(
+    cloud: LocalCloud, wandb: SimulatedWandb, sync_stack: DeployedStack
+) -> None:
+    # Without checksums (as written by an SDK that sends none) the check compares small objects' bodies.
+    plain = boto3.client("s3", config=Config(request_checksum_calculation="when_required"))
+    cold = {"wandb/cold/lifecycled.log": "STANDARD", "wandb/cold/tiered.log": "INTELLIGENT_TIERING"}
+    for key, storage_class in cold.items():
+        plain.put_object(Bucket=wandb.bucket_name, Key=key, Body=secrets.token_bytes(64), StorageClass=storage_class)
+    assert _run(cloud, sync_stack).status == "SUCCEEDED"
+    # A lifecycle transition, then Intelligent-Tiering's: same bytes and ETag, so still in sync.
+    plain.copy_object(
+        Bucket=wandb.bucket_name,
+        Key="wandb/cold/lifecycled.log",
+        CopySource={"Bucket": wandb.bucket_name, "Key": "wandb/cold/lifecycled.log"},
+        StorageClass="GLACIER",
+    )
+    move_to_archive_tier(wandb.bucket_name, "wandb/cold/tiered.log")
+    sync_stack.set_function_environment(FUNCTION, S3_SYNC_VERIFY_SAMPLE="1000")  # every object in sync
+
+    verified = _run(cloud, sync_stack, mode="verify")
+    assert verified.status == "SUCCEEDED", verified.cause
+    assert verified.output["skipped"]["in_sync"] == verified.output["verify"]["checked"] == wandb.object_count + 2
+    assert verified.output["verify"]["mismatched_count"] == 0 and verified.output["archived"]["objects"] == 0
