@@ -69,6 +69,7 @@ def _publish_metrics(prefix: str, result: dict[str, Any]) -> None:
         "ObjectsCopied": result["copied"]["objects"],
         "ObjectsFailed": result["failed"]["objects"],
         "ObjectsDeleted": result["deleted"]["objects"],
+        "ObjectsArchived": result["archived"]["objects"],
         "DriftObjects": result["drift"]["objects"],
         "VerifyMismatches": result["verify"].get("mismatched_count", 0),
     }

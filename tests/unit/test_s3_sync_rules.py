@@ -15,12 +15,13 @@ from wandb_ops.s3_sync import (
     MAX_PARTS,
     MIN_PART_SIZE,
     Entry,
+    archived,
     differs,
     merge_join,
     part_ranges,
     read_ahead,
 )
-from wandb_ops.s3_sync_workflow import PrepareTask, SyncRequest
+from wandb_ops.s3_sync_workflow import PrepareTask, SyncRequest, _kind
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -52,6 +53,22 @@ def test_what_counts_as_changed() -> None:
     # KMS or multipart ETags differ for the same bytes: the replica copied after the last write is current.
     assert not differs(source, Entry("k", 10, '"other-2"', T0 + timedelta(seconds=1)))
     assert differs(source, Entry("k", 10, '"other-2"', T0 - timedelta(seconds=1)))
+
+
+def test_what_counts_as_archived_and_how_it_is_planned() -> None:
+    def entry(storage_class: str, restored: bool = False) -> Entry:
+        return Entry("k", 10, '"aaa"', T0, storage_class, restored=restored)
+
+    assert archived(entry("GLACIER")) and archived(entry("DEEP_ARCHIVE"))
+    assert not archived(entry("GLACIER", restored=True)) and not archived(entry("DEEP_ARCHIVE", restored=True))
+    # Instant Retrieval reads like Standard-IA; an Intelligent-Tiering archive tier does not show in a listing.
+    assert not any(archived(entry(c)) for c in ("STANDARD", "STANDARD_IA", "GLACIER_IR", "INTELLIGENT_TIERING"))
+    older = Entry("k", 10, '"old"', T0 - timedelta(days=1))
+    assert _kind(entry("GLACIER"), None, None) == _kind(entry("GLACIER"), older, None) == "archived"
+    assert _kind(entry("GLACIER"), entry("STANDARD"), None) == "in_sync"  # copied before it was archived
+    assert _kind(entry("GLACIER", restored=True), None, None) == _kind(entry("GLACIER_IR"), None, None) == "new"
+    assert _kind(entry("DEEP_ARCHIVE", restored=True), older, None) == "changed"
+    assert _kind(entry("DEEP_ARCHIVE"), None, T0 + timedelta(seconds=1)) == "archived"  # re-encryption
 
 
 @given(

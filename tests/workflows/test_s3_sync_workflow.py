@@ -2,6 +2,7 @@
 Map included), the real handler for every task, the emulator's S3 and KMS."""
 
 import hashlib
+import json
 import secrets
 import threading
 import urllib.parse
@@ -11,10 +12,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.config import Config
 
 from tests.conftest import AwsHook
 from tests.rig.lambda_runtime import SimulatedCrash
 from tests.rig.local_cloud import Execution, LocalCloud
+from tests.rig.s3 import move_to_archive_tier
 from tests.rig.stack import DeployedStack
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb
 from tests.workflows.notifications import TopicInbox
@@ -36,12 +39,14 @@ def _run(cloud: LocalCloud, stack: DeployedStack, **workflow_input: Any) -> Exec
     return cloud.run(stack.state_machine_arns[MACHINE], {"source": "test", **workflow_input}, timeout_s=300)
 
 
-def _objects(bucket: str) -> dict[str, dict[str, Any]]:
-    """Key -> size and sha256 of the body of every current object."""
+def _objects(bucket: str, unreadable: frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
+    """Key -> size and sha256 of the body of every current object (but the ``unreadable`` ones)."""
     s3 = boto3.client("s3")
     found = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for item in page.get("Contents", []):
+            if item["Key"] in unreadable:
+                continue
             body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
             found[item["Key"]] = {"size": item["Size"], "sha256": hashlib.sha256(body).hexdigest()}
     return found
@@ -293,6 +298,7 @@ def test_failed_objects_are_listed_and_fail_the_run_beyond_the_tolerance(
     s3_hook: Callable[[str, Callable[..., Any]], None],
 ) -> None:
     [denied, *_] = sorted(_current_keys(wandb.bucket_name))
+    _put(wandb.bucket_name, "wandb/cold/archived.log", b"archived", StorageClass="DEEP_ARCHIVE")
 
     def deny_one(params: dict[str, Any], **_: Any) -> Any:
         return _error_response(403, "AccessDenied") if _is_request_for(params, denied) else None
@@ -303,13 +309,15 @@ def test_failed_objects_are_listed_and_fail_the_run_beyond_the_tolerance(
     failed = _run(cloud, stack)
     assert failed.status == "FAILED" and "NotifyIncomplete" in failed.states_entered()
     [notification] = inbox.received()
-    assert "1 objects failed (tolerated 0)" in notification.message
+    assert "status failed: 1 objects failed (tolerated 0). Archived objects, not copied until restored: 1." in (
+        notification.message
+    )
 
     tolerant = cloud.deploy({**wandb.stack_parameters(), "S3SyncToleratedFailures": "1"}, stack_name="tolerant")
     passed = _run(cloud, tolerant)
     assert passed.status == "SUCCEEDED", passed.cause
     assert passed.output["failed"]["keys"] == [{"key": denied, "error": "AccessDenied"}]
-    assert _current_keys(_replica(tolerant)) == _current_keys(wandb.bucket_name) - {denied}
+    assert _current_keys(_replica(tolerant)) == _current_keys(wandb.bucket_name) - {denied, "wandb/cold/archived.log"}
 
 
 def test_an_empty_source_bucket_syncs_nothing(cloud: LocalCloud) -> None:
@@ -399,3 +407,92 @@ def test_a_source_rewritten_during_the_run_is_not_a_mismatch(
     assert execution.status == "SUCCEEDED", execution.cause
     assert rewritten and execution.output["verify"]["mismatched_count"] == 0
     assert _run(cloud, sync_stack).output["to_copy"]["changed"] == 1  # the next run copies the new version
+
+
+ARCHIVED = {
+    "wandb/cold/deep-archive.log": "DEEP_ARCHIVE",
+    "wandb/cold/flexible-retrieval.log": "GLACIER",
+    "wandb/cold/tiered-to-archive-access.log": "INTELLIGENT_TIERING",
+}
+COPYABLE = {
+    "wandb/cold/instant-retrieval.log": "GLACIER_IR",
+    "wandb/cold/restored.log": "GLACIER",
+    "wandb/cold/tiered-frequent.log": "INTELLIGENT_TIERING",
+}
+
+
+def test_archived_objects_are_reported_apart_and_do_not_fail_the_run(
+    cloud: LocalCloud, wandb: SimulatedWandb, sync_stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = boto3.client("s3")
+    for key, storage_class in (ARCHIVED | COPYABLE).items():
+        _put(wandb.bucket_name, key, secrets.token_bytes(64), StorageClass=storage_class)
+    s3.restore_object(Bucket=wandb.bucket_name, Key="wandb/cold/restored.log", RestoreRequest={"Days": 7})
+    # The listing still says INTELLIGENT_TIERING: only HeadObject (ArchiveStatus) and a refused copy tell.
+    move_to_archive_tier(wandb.bucket_name, "wandb/cold/tiered-to-archive-access.log", "DEEP_ARCHIVE_ACCESS")
+    archived = frozenset(ARCHIVED)
+    inbox = TopicInbox(sync_stack.outputs["NotificationsTopicArn"])
+
+    before = _run(cloud, sync_stack, mode="verify")  # nothing copied yet: all drift but the archived objects
+    assert before.status == "SUCCEEDED", before.cause
+    assert before.output["archived"] == {"objects": 3, "keys": sorted(archived)}
+    assert before.output["drift"]["objects"] == wandb.object_count + len(COPYABLE)
+
+    synced = _run(cloud, sync_stack)  # S3SyncToleratedFailures is 0
+    assert synced.status == "SUCCEEDED", synced.cause
+    assert synced.output["status"] == "ok" and synced.output["reason"] is None
+    assert synced.output["failed"]["objects"] == 0 and inbox.received() == []
+    assert synced.output["archived"]["objects"] == 3 and set(synced.output["archived"]["keys"]) == archived
+    assert synced.output["copied"]["objects"] == wandb.object_count + len(COPYABLE)
+    replica = _replica(sync_stack)
+    assert _objects(replica) == _objects(wandb.bucket_name, unreadable=archived)
+    assert _current_keys(replica) == _current_keys(wandb.bucket_name) - archived
+
+    after = _run(cloud, sync_stack, mode="verify")
+    assert after.status == "SUCCEEDED", after.cause
+    assert after.output["status"] == "ok" and after.output["drift"]["objects"] == 0
+    assert after.output["archived"] == {"objects": 3, "keys": sorted(archived)}
+
+    posture = cloud.run(sync_stack.state_machine_arns["PostureStateMachine"], {"source": "test"})
+    assert posture.status == "SUCCEEDED", posture.cause
+    [item] = [i for i in posture.output["items"] if i["id"] == "s3.replica"]
+    assert item["status"] == "ok" and item["metrics"]["ReplicaDrift"] == 0, item
+
+    # What docs/s3-sync.md tells an operator to do: restore, and the next run copies them.
+    for key in ("wandb/cold/flexible-retrieval.log", "wandb/cold/tiered-to-archive-access.log"):
+        days = {"Days": 2} if ARCHIVED[key] == "GLACIER" else {}  # Intelligent-Tiering restores take no Days
+        request = {**days, "GlacierJobParameters": {"Tier": "Standard"}}
+        s3.restore_object(Bucket=wandb.bucket_name, Key=key, RestoreRequest=request)
+    restored = _run(cloud, sync_stack)
+    assert restored.status == "SUCCEEDED", restored.cause
+    assert restored.output["archived"] == {"objects": 1, "keys": ["wandb/cold/deep-archive.log"]}
+    assert restored.output["copied"]["objects"] == 2
+    still_archived = frozenset({"wandb/cold/deep-archive.log"})
+    assert _objects(replica) == _objects(wandb.bucket_name, unreadable=still_archived)
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert [m["S3SyncObjectsArchived"] for m in emf if "S3SyncObjectsArchived" in m] == [[3.0], [3.0], [3.0], [1.0]]
+
+
+def test_the_sample_check_passes_over_objects_archived_since_they_were_copied(
+    cloud: LocalCloud, wandb: SimulatedWandb, sync_stack: DeployedStack
+) -> None:
+    # Without checksums (as written by an SDK that sends none) the check compares small objects' bodies.
+    plain = boto3.client("s3", config=Config(request_checksum_calculation="when_required"))
+    cold = {"wandb/cold/lifecycled.log": "STANDARD", "wandb/cold/tiered.log": "INTELLIGENT_TIERING"}
+    for key, storage_class in cold.items():
+        plain.put_object(Bucket=wandb.bucket_name, Key=key, Body=secrets.token_bytes(64), StorageClass=storage_class)
+    assert _run(cloud, sync_stack).status == "SUCCEEDED"
+    # A lifecycle transition, then Intelligent-Tiering's: same bytes and ETag, so still in sync.
+    plain.copy_object(
+        Bucket=wandb.bucket_name,
+        Key="wandb/cold/lifecycled.log",
+        CopySource={"Bucket": wandb.bucket_name, "Key": "wandb/cold/lifecycled.log"},
+        StorageClass="GLACIER",
+    )
+    move_to_archive_tier(wandb.bucket_name, "wandb/cold/tiered.log")
+    sync_stack.set_function_environment(FUNCTION, S3_SYNC_VERIFY_SAMPLE="1000")  # every object in sync
+
+    verified = _run(cloud, sync_stack, mode="verify")
+    assert verified.status == "SUCCEEDED", verified.cause
+    assert verified.output["skipped"]["in_sync"] == verified.output["verify"]["checked"] == wandb.object_count + 2
+    assert verified.output["verify"]["mismatched_count"] == 0 and verified.output["archived"]["objects"] == 0

@@ -32,6 +32,13 @@ DELETE_OBJECTS_LIMIT = 1000
 CONTENT_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl")
 CHANGED_SOURCE_ATTEMPTS = 3
 PARALLEL_PARTS = 8  # UploadPartCopy calls at once for one large object
+# Storage classes whose objects CopyObject and GetObject refuse until restored. Glacier Instant
+# Retrieval (GLACIER_IR) is read like STANDARD_IA. Intelligent-Tiering's archive tiers are listed as
+# INTELLIGENT_TIERING: only HeadObject's ArchiveStatus, or a refused copy, tells them.
+ARCHIVED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+# S3 answers a copy or read of an archived object with InvalidObjectState (the CopyObject
+# reference also names ObjectNotInActiveTierError for it).
+ARCHIVED_ERRORS = frozenset({"InvalidObjectState", "ObjectNotInActiveTierError"})
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,12 @@ class Entry:
     etag: str
     last_modified: datetime
     storage_class: str = "STANDARD"
+    restored: bool = False  # an archived object with a restored copy, which can be read until it expires
+
+
+def archived(entry: Entry) -> bool:
+    """Whether the listing shows an object that must be restored before it can be copied."""
+    return entry.storage_class in ARCHIVED_CLASSES and not entry.restored
 
 
 Reason = Literal["new", "changed"]
@@ -56,11 +69,15 @@ def listing(
     start: str | None = None,
     end: str | None = None,
     after: str | None = None,
+    restore_status: bool = False,
 ) -> Iterator[Entry]:
     """The bucket's objects under ``prefix`` with ``start <= key < end`` (and ``key > after``, to
     resume), in S3's (UTF-8 binary) key order. StartAfter is exclusive, so without ``after`` the
-    listing starts just before ``start`` and skips the few keys below it."""
+    listing starts just before ``start`` and skips the few keys below it. With ``restore_status``
+    S3 also says which archived objects have a restored copy (at no extra request)."""
     parameters: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    if restore_status:
+        parameters["OptionalObjectAttributes"] = ["RestoreStatus"]
     if after:
         parameters["StartAfter"] = after
     elif start:
@@ -72,7 +89,15 @@ def listing(
                 continue
             if end is not None and key >= end:
                 return
-            yield Entry(key, item["Size"], item["ETag"], item["LastModified"], item.get("StorageClass", "STANDARD"))
+            restore = item.get("RestoreStatus")
+            yield Entry(
+                key,
+                item["Size"],
+                item["ETag"],
+                item["LastModified"],
+                item.get("StorageClass", "STANDARD"),
+                restored=restore is not None and not restore.get("IsRestoreInProgress", False),
+            )
 
 
 def differs(source: Entry, replica: Entry) -> bool:
@@ -207,7 +232,7 @@ class CopyOptions:
     sse_algorithm: str = "aws:kms"  # or aws:kms:dsse, as the destination bucket's default has it
 
 
-Outcome = Literal["copied", "vanished", "failed", "throttled"]
+Outcome = Literal["copied", "vanished", "archived", "failed", "throttled"]
 
 
 @dataclass(frozen=True)
@@ -305,6 +330,9 @@ def _outcome_of_error(key: str, code: str) -> CopyResult:
         return CopyResult(key, "throttled", error=code)
     if code in NOT_FOUND:
         return CopyResult(key, "vanished")
+    if code in ARCHIVED_ERRORS:
+        # An Intelligent-Tiering archive tier, or archived (or a restore expired) since the plan.
+        return CopyResult(key, "archived", error=code)
     return CopyResult(key, "failed", error=code)
 
 
@@ -344,6 +372,17 @@ def copy_object(source: Any, replica: Any, options: CopyOptions, item: CopyItem)
             return _outcome_of_error(item.key, error_code(exc))
         current = CopyItem(item.key, head["ContentLength"], head["ETag"], head.get("StorageClass", "STANDARD"))
     return CopyResult(item.key, "failed", error="SourceKeepsChanging", retried_changed=CHANGED_SOURCE_ATTEMPTS)
+
+
+def in_archive_tier(s3: Any, bucket: str, key: str) -> bool:
+    """Whether an INTELLIGENT_TIERING object is in its Archive Access or Deep Archive Access tier
+    (HeadObject's ArchiveStatus); one HEAD request, so only for the few objects that need it."""
+    try:
+        return bool(s3.head_object(Bucket=bucket, Key=key).get("ArchiveStatus"))
+    except ClientError as exc:
+        if error_code(exc) in NOT_FOUND:
+            return False
+        raise
 
 
 def copy_all(source: Any, replica: Any, options: CopyOptions, items: list[CopyItem]) -> list[CopyResult]:
@@ -419,9 +458,14 @@ def _same_bytes(
         return all(want["checksums"][name] == have["checksums"][name] for name in shared)
     if want["size"] > SMALL_OBJECT_BYTES:
         return None
-    return _sha256(source, options.source_bucket, key, want["etag"]) == _sha256(
-        replica, options.replica_bucket, key, have["etag"]
-    )
+    try:
+        return _sha256(source, options.source_bucket, key, want["etag"]) == _sha256(
+            replica, options.replica_bucket, key, have["etag"]
+        )
+    except ClientError as exc:
+        if error_code(exc) in ARCHIVED_ERRORS:  # archived since it was copied: its bytes cannot be read
+            return None
+        raise
 
 
 def kms_key_matches(expected: str | None, actual: str | None) -> bool:

@@ -34,9 +34,11 @@ from wandb_ops.s3_sync import (
     CopyItem,
     CopyOptions,
     Entry,
+    archived,
     copy_all,
     delete_keys,
     differs,
+    in_archive_tier,
     listing,
     merge_join,
     ranges,
@@ -525,7 +527,7 @@ class ShardProgress:
                 "to_copy_bytes",
                 "in_sync",
                 "outdated",  # reencrypt: last written before the run's modified_before
-                "archived",  # reencrypt: in Glacier Flexible Retrieval or Deep Archive, not copied
+                "archived",  # to copy, but in Glacier Flexible Retrieval or Deep Archive, not restored
                 "replica_only",
                 "to_delete",
             ),
@@ -576,7 +578,7 @@ def plan(settings: SyncSettings, clients: Clients, task: PlanTask, out_of_time: 
             continue
         stats["compared_objects"] += 1
         stats["compared_bytes"] += source.size
-        kind = _kind(source, replica, cutoff)
+        kind = _planned_kind(clients, run, source, replica, cutoff)
         if kind == "in_sync":
             stats["in_sync"] += 1
             # Reservoir sampling: a uniform sample of the objects found in sync, in constant memory.
@@ -601,25 +603,42 @@ def plan(settings: SyncSettings, clients: Clients, task: PlanTask, out_of_time: 
 
 def _pairs(clients: Clients, run: Run, shard: Shard, after: str | None) -> Iterator[tuple[Entry | None, Entry | None]]:
     """(source, replica) entries of the key range in key order; a re-encryption lists only the source."""
-    bounds = {"start": shard.start, "end": shard.end, "after": after}
-    source = read_ahead(listing(clients.source, run.source_bucket, run.prefix, **bounds))
+    bounds: dict[str, Any] = {"start": shard.start, "end": shard.end, "after": after}
+    source = read_ahead(listing(clients.source, run.source_bucket, run.prefix, **bounds, restore_status=True))
     if run.mode == "reencrypt":
         return ((entry, None) for entry in source)
     return merge_join(source, read_ahead(listing(clients.replica, run.replica_bucket, run.prefix, **bounds)))
 
 
-ARCHIVED_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})  # CopyObject needs them restored first
-
-
 def _kind(source: Entry, replica: Entry | None, cutoff: datetime | None) -> str:
-    """new / changed / in_sync for a replica; with a re-encryption cutoff, outdated / in_sync / archived."""
+    """new / changed / in_sync / archived for a replica; with a re-encryption cutoff, outdated /
+    in_sync / archived. An archived object already in the replica is in sync; one the replica
+    lacks (or holds in an older version) cannot be copied until it is restored."""
     if cutoff is not None:
         if source.last_modified >= cutoff:
             return "in_sync"
-        return "archived" if source.storage_class in ARCHIVED_CLASSES else "outdated"
-    if replica is None:
-        return "new"
-    return "changed" if differs(source, replica) else "in_sync"
+        return "archived" if archived(source) else "outdated"
+    if replica is not None and not differs(source, replica):
+        return "in_sync"
+    if archived(source):
+        return "archived"
+    return "new" if replica is None else "changed"
+
+
+def _planned_kind(clients: Clients, run: Run, source: Entry, replica: Entry | None, cutoff: datetime | None) -> str:
+    """``_kind``, and for Intelligent-Tiering objects the listing cannot judge: in a run that
+    copies, a copy refused with InvalidObjectState finds an archive tier at no extra request; a run
+    that copies nothing (verify, dry run) asks HeadObject, only for the INTELLIGENT_TIERING objects
+    it would otherwise report as missing or changed."""
+    kind = _kind(source, replica, cutoff)
+    if (
+        kind in ("new", "changed")
+        and not run.copy_objects
+        and source.storage_class == "INTELLIGENT_TIERING"
+        and in_archive_tier(clients.source, run.source_bucket, source.key)
+    ):
+        return "archived"
+    return kind
 
 
 def _note(examples: list[str], key: str) -> None:
@@ -682,6 +701,7 @@ def copy(settings: SyncSettings, clients: Clients, task: CopyTask) -> dict[str, 
         deleted, delete_failures = delete_keys(clients.replica, run.replica_bucket, batch["delete"])
         failed.extend(delete_failures)
     copied = [r for r in results if r.outcome == "copied"]
+    archived_now = [r.key for r in results if r.outcome == "archived"]
     outcome = {
         "batch": task.batch,
         "copied": len(copied),
@@ -689,6 +709,9 @@ def copy(settings: SyncSettings, clients: Clients, task: CopyTask) -> dict[str, 
         # A few of the versions just copied, for the sample check; all keys would make 100 KB per batch.
         "copied_sample": [{"key": r.key, "etag": r.etag, "written_etag": r.written_etag} for r in copied[:EXAMPLES]],
         "vanished": sum(1 for r in results if r.outcome == "vanished"),
+        # Refused as archived (Intelligent-Tiering archive tiers; archived since the plan): not failures.
+        "archived": len(archived_now),
+        "archived_keys": archived_now[:EXAMPLES],
         "changed_during_copy": sum(r.retried_changed for r in results),
         "deleted": len(deleted),
         "failed": failed,
@@ -742,6 +765,7 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
             examples[name].extend(keys[: EXAMPLES - len(examples[name])])
     copied = {"objects": 0, "bytes": 0}
     vanished = changed_during_copy = deleted = 0
+    archived_count = totals["archived"]
     failed: list[dict[str, str]] = []
     if run.copy_objects and totals["batches"]:
         batches = [i["batch"] for i in _get_json(clients.work, run.work_bucket, run.key("manifest.json"))]
@@ -764,6 +788,8 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
                 changed_during_copy += result.get("changed_during_copy", 0)
                 deleted += result.get("deleted", 0)
                 failed.extend(result["failed"])
+                archived_count += result.get("archived", 0)
+                examples["archived"].extend(result.get("archived_keys", [])[: EXAMPLES - len(examples["archived"])])
     kinds = {"outdated": totals["outdated"]} if run.mode == "reencrypt" else {n: totals[n] for n in ("new", "changed")}
     drift = totals["new"] + totals["changed"] + (totals["replica_only"] if run.mode == "mirror" else 0)
     reasons = [
@@ -771,7 +797,9 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
         if len(failed) > settings.tolerated_failures
         else "",
         f"{task.verify['mismatched_count']} sampled objects differ" if task.verify.get("mismatched_count") else "",
-        f"{totals['archived']} archived objects need a restore first" if totals["archived"] else "",
+        # A replica can wait for a restore (the source keeps the object); a re-encryption leaves
+        # archived objects under the old key, which must then stay usable.
+        f"{archived_count} archived objects need a restore first" if run.mode == "reencrypt" and archived_count else "",
     ]
     if any(reasons):
         status = "failed"
@@ -798,6 +826,7 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
         "replica_only": {"objects": totals["replica_only"], "keys": examples["replica_only"]},
         "deleted": {"objects": deleted, "planned": totals["to_delete"]},
         "drift": {"objects": drift, "new": examples["new"], "changed": examples["changed"]},
+        "archived": {"objects": archived_count, "keys": examples["archived"]},
         "verify": task.verify,
         "batches": totals["batches"],
         "shards": len(run.shards),
@@ -806,7 +835,6 @@ def summary(settings: SyncSettings, clients: Clients, task: SummaryTask, now: da
     }
     if run.mode == "reencrypt":
         report["kms_key"] = run.kms_key_arn
-        report["archived"] = {"objects": totals["archived"], "keys": examples["archived"]}
         report["modified_before"] = run.modified_before
         # Objects this run copied are newer than modified_before: the same input skips them.
         report["resume_input"] = {"dry_run": False, "kms_key": run.kms_key_arn, "modified_before": run.modified_before}
