@@ -115,8 +115,8 @@ def run_db_snapshot(demo: Demo) -> None:
         slot = newest - timedelta(days=day)
         rds.create_db_cluster_snapshot(
             DBClusterIdentifier=wandb.namespace,
-            DBClusterSnapshotIdentifier=snapshot_identifier(wandb.namespace, slot),
-            Tags=snapshot_tags(wandb.namespace, slot),
+            DBClusterSnapshotIdentifier=snapshot_identifier(wandb.namespace, wandb.region, slot),
+            Tags=snapshot_tags(wandb.namespace, wandb.region, slot),
         )
     rds.create_db_cluster_snapshot(DBClusterIdentifier=wandb.namespace, DBClusterSnapshotIdentifier="before-upgrade")
     print("Seeded 45 earlier daily snapshots of wandb-ops and one manual snapshot of a person's (untagged).")

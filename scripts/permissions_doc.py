@@ -6,7 +6,8 @@ stack may do.
     python scripts/permissions_doc.py --check  # exit 1 if the section is stale (the tests run this)
 
 Intrinsic functions are shown readably: `<Name>` is a stack parameter or resource, `(if X)` a
-statement or resource that exists only under the template condition X.
+statement or resource that exists only under the template condition X, `<stack short id>` the
+first 8 hex digits of the stack's UUID.
 """
 
 import json
@@ -38,11 +39,11 @@ def readable(value: Any) -> str:
     return shown(argument) if shown else json.dumps(value)
 
 
-def _ref(name: str) -> str:
-    return "(omitted)" if name == "AWS::NoValue" else f"<{name}>"
-
-
 PSEUDO_PARAMETERS = {"AWS::Partition": "aws", "AWS::Region": "<region>", "AWS::AccountId": "<account>"}
+
+
+def _ref(name: str) -> str:
+    return "(omitted)" if name == "AWS::NoValue" else PSEUDO_PARAMETERS.get(name, f"<{name}>")
 
 
 def _sub(argument: str | list[Any]) -> str:
@@ -60,13 +61,31 @@ def _if(argument: list[Any]) -> str:
     return f"{readable(when)} {suffix}"
 
 
+# The first 8 hex digits of the stack's UUID (its id is arn:...:stack/<name>/<uuid>).
+STACK_SHORT_ID = [0, {"Fn::Split": ["-", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]}]
+
+
+def _select(argument: list[Any]) -> str:
+    return "<stack short id>" if argument == STACK_SHORT_ID else json.dumps({"Fn::Select": argument})
+
+
 _INTRINSICS: dict[str, Callable[[Any], str]] = {
     "Ref": _ref,
     "Fn::GetAtt": lambda argument: f"<{'.'.join(argument)}>",
     "Fn::Sub": _sub,
     "Fn::If": _if,
     "Fn::Join": lambda argument: readable(argument[1]),
+    "Fn::Select": _select,
 }
+
+
+def _condition(condition: dict[str, dict[str, Any]]) -> str:
+    def shown(value: Any) -> Any:
+        if isinstance(value, list):
+            return [shown(item) for item in value]
+        return value if isinstance(value, str) else readable(value)
+
+    return json.dumps({operator: {key: shown(v) for key, v in keys.items()} for operator, keys in condition.items()})
 
 
 def _statements(policies: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str | None]]:
@@ -110,7 +129,7 @@ def generated_section() -> str:
             shown = [readable(item) for item in resources]
             where = "<br/>".join(f"`{_cell(item)}`" for item in shown if item != "(omitted)")
             if "Condition" in statement:
-                where += f"<br/>when `{_cell(json.dumps(statement['Condition']))}`"
+                where += f"<br/>when `{_cell(_condition(statement['Condition']))}`"
             parts.append(f"| {_cell(sid)} | {', '.join(f'`{a}`' for a in actions)} | {where} |")
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"

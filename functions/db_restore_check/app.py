@@ -17,6 +17,7 @@ from wandb_ops.mysql_accounts import DEFAULT_CA_BUNDLE, Connector, DbSecret
 from wandb_ops.observability import logger, metrics, tracer
 from wandb_ops.polling import backoff
 from wandb_ops.restore_check import (
+    STACK_ID,
     RestoreCheckError,
     RestoreCheckRequest,
     RestoreCheckSettings,
@@ -28,7 +29,8 @@ from wandb_ops.restore_check import (
 from wandb_ops.snapshots import SnapshotApi, format_slot
 from wandb_ops.validation import parse_event
 
-IDENTIFIER = Field(pattern=r"^wandb-ops-check-\d{12}$")
+# With this stack's id; without one, as a run started before an update named it (refused clearly).
+IDENTIFIER = Field(pattern=r"^wandb-ops-check-([0-9a-f]{8}-)?\d{12}$")
 
 
 class StartTask(StrictModel):
@@ -71,9 +73,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     kind = _env("SNAPSHOT_KIND", "DatabaseKind")
     if kind not in ("aurora-cluster", "rds-instance"):
         raise ConfigurationError("SNAPSHOT_KIND must be aurora-cluster or rds-instance: set DatabaseKind")
+    stack_id = _env("STACK_SHORT_ID", "(template)")
+    if not STACK_ID.match(stack_id):
+        raise ConfigurationError(f"STACK_SHORT_ID={stack_id!r} is not 8 hex digits: redeploy the stack's template")
     settings = RestoreCheckSettings(
         api=SnapshotApi(kind),  # type: ignore[arg-type]
         source=_env("SNAPSHOT_SOURCE", "Namespace / DatabaseIdentifier"),
+        region=os.environ.get("AWS_REGION", "us-east-1"),
+        stack_id=stack_id,
         instance_class=_env("RESTORE_CHECK_INSTANCE_CLASS", "RestoreCheckInstanceClass"),
         query=_env("RESTORE_CHECK_QUERY", "RestoreCheckQuery"),
     )

@@ -4,9 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from wandb_ops.aurora_reencrypt import MAX_IDENTIFIER, target_identifier
+from wandb_ops.aurora_reencrypt import target_identifier
 from wandb_ops.errors import ConfigurationError
 from wandb_ops.kms_rotation import RotationSettings, key_policy_statement, region_of
+from wandb_ops.snapshots import MAX_IDENTIFIER
 
 ENVIRONMENT = {
     "WANDB_NAMESPACE": "wandb",
@@ -22,9 +23,19 @@ ENVIRONMENT = {
 
 @pytest.mark.parametrize("cluster", ["wandb", "a" * 63, "my-team-wandb-production-cluster-eu-west-1"])
 def test_the_copy_name_is_a_valid_rds_identifier_for_any_cluster(cluster: str) -> None:
-    name = target_identifier(cluster, datetime(2026, 11, 27, 3, 0, tzinfo=UTC), "0499b247-a440-4f8c")
+    name = target_identifier(cluster, "us-east-1", datetime(2026, 11, 27, 3, 0, tzinfo=UTC), "0499b247-a440-4f8c")
     assert name.startswith("wandb-ops-reenc-202611270300-0499b247-") and len(name) <= MAX_IDENTIFIER
     assert "--" not in name and not name.endswith("-") and name[0].isalpha()
+
+
+def test_clusters_whose_names_differ_only_past_the_cut_get_distinct_copy_names() -> None:
+    """Two stacks' snapshots of the same minute, copied under one new key: each finds its own copy."""
+    created = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+    first, second = (
+        target_identifier(f"wandb-research-platform-production-eu-0{n}", "us-east-1", created, "0499b247-a440")
+        for n in (1, 2)
+    )
+    assert first != second
 
 
 @pytest.mark.parametrize(

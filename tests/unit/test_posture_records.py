@@ -270,6 +270,16 @@ def test_dr_copy_age_counts_only_this_databases_available_copies(hours_ago: floa
     assert "eu-west-1" in found.evidence
 
 
+def test_copies_of_a_same_named_database_of_another_region_are_not_this_databases() -> None:
+    """A stack in another region, for a database of the same name, may copy its snapshots here too."""
+    theirs = _copy("wandb", 1)
+    theirs["TagList"] = [*theirs["TagList"], {"Key": "wandb-ops:source-region", "Value": "us-west-2"}]
+    assert _items(FakeRds([theirs]))["aurora.dr_copy"].status is Status.FAIL
+    ours = _copy("wandb", 1)
+    ours["TagList"] = [*ours["TagList"], {"Key": "wandb-ops:source-region", "Value": "us-east-1"}]
+    assert _items(FakeRds([theirs, ours]))["aurora.dr_copy"].status is Status.OK
+
+
 def test_no_dr_copy_fails_and_no_dr_region_warns() -> None:
     assert _items(FakeRds([_copy("other-database", 1)]))["aurora.dr_copy"].status is Status.FAIL
     without = RecordSettings.from_env({"POSTURE_DATABASE": "wandb"})

@@ -257,3 +257,91 @@ def test_age_alarms_go_off_without_a_fresh_measurement() -> None:
         assert properties["DatapointsToAlarm"] == properties["EvaluationPeriods"]
         assert properties["TreatMissingData"] == "breaching" and properties["Statistic"] == "Minimum"
         assert properties["AlarmActions"] == [{"Ref": "NotificationsTopic"}]
+
+
+SOURCE = {"Fn::If": ["HasDatabaseIdentifier", {"Ref": "DatabaseIdentifier"}, {"Ref": "Namespace"}]}
+STACK_SHORT_ID = {
+    "Fn::Select": [0, {"Fn::Split": ["-", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]}]
+}
+SNAPSHOT_ACTIONS_ON_ANOTHERS = {  # what could delete, re-tag, copy away or restore another stack's snapshots
+    "rds:DeleteDBClusterSnapshot",
+    "rds:DeleteDBSnapshot",
+    "rds:AddTagsToResource",
+    "rds:CopyDBClusterSnapshot",
+    "rds:CopyDBSnapshot",
+    "rds:RestoreDBClusterFromSnapshot",
+    "rds:RestoreDBInstanceFromDBSnapshot",
+}
+
+
+def _arns(statement: dict[str, Any]) -> list[str]:
+    """Each resource ARN of a statement as text (a !Sub's template string)."""
+    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    texts = []
+    for resource in resources:
+        value = resource.get("Fn::Sub", resource) if isinstance(resource, dict) else resource
+        value = value[0] if isinstance(value, list) else value
+        texts.append(value if isinstance(value, str) else json.dumps(value))
+    return texts
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    return set(statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+
+
+def test_snapshots_of_another_database_cannot_be_deleted_tagged_copied_or_restored() -> None:
+    """Every stack's snapshots are named wandb-ops-*: a role may act on one only when it carries
+    (or, being created, is given) this stack's database in its wandb-ops:source tag."""
+    checked = []
+    for owner, statement in _policy_statements():
+        on_snapshots = [a for a in _arns(statement) if re.search(r":(cluster-)?snapshot:wandb-ops-\*$", a)]
+        risky = _actions(statement) & SNAPSHOT_ACTIONS_ON_ANOTHERS
+        if not (on_snapshots and risky):
+            continue
+        checked.append((owner, statement["Sid"]))
+        condition = statement.get("Condition", {})
+        existing = {**condition.get("StringEqualsIfExists", {}), **condition.get("StringEquals", {})}
+        assert existing.get("aws:ResourceTag/wandb-ops:source") == SOURCE, f"{owner}: {statement['Sid']}"
+        if risky & {"rds:DeleteDBClusterSnapshot", "rds:DeleteDBSnapshot"}:
+            assert condition["StringEquals"]["aws:ResourceTag/wandb-ops:source"] == SOURCE, owner
+        if "aws:ResourceTag/wandb-ops:source" not in condition.get("StringEquals", {}):
+            # It admits a snapshot that does not exist yet (a copy's target): it must be given the tag.
+            assert condition["StringEquals"]["aws:RequestTag/wandb-ops:source"] == SOURCE, owner
+        if "rds:AddTagsToResource" in risky:
+            assert "wandb-ops:source" in condition["ForAllValues:StringEquals"]["aws:TagKeys"], owner
+    assert {sid for _, sid in checked} >= {
+        "TagOnlyNewSnapshotsOfTheDatabase",
+        "DeleteOnlyOwnSnapshots",
+        "CopyToTheDrRegion",
+        "RestoreOnlySnapshotsOfTheDatabase",
+        "CopyTheSnapshotWorkflowsSnapshots",
+    }
+
+
+def test_creating_a_snapshot_does_not_grant_tagging_without_conditions() -> None:
+    for owner, statement in _policy_statements():
+        if _actions(statement) & {"rds:CreateDBClusterSnapshot", "rds:CreateDBSnapshot"}:
+            assert "rds:AddTagsToResource" not in _actions(statement), f"{owner}: {statement['Sid']}"
+
+
+def test_the_restore_check_acts_only_on_check_databases_named_and_tagged_with_its_stack_id() -> None:
+    function = RESOURCES["DbRestoreCheckFunction"]["Properties"]
+    assert function["Environment"]["Variables"]["STACK_SHORT_ID"] == STACK_SHORT_ID
+    statements = [statement for owner, statement in _policy_statements() if owner == "DbRestoreCheckFunction"]
+    for statement in statements:
+        for resource in statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]:
+            text = json.dumps(resource)
+            if "wandb-ops-check-" in text:
+                assert resource["Fn::Sub"][0].endswith(":wandb-ops-check-${StackShortId}-*"), statement["Sid"]
+                assert resource["Fn::Sub"][1] == {"StackShortId": STACK_SHORT_ID}, statement["Sid"]
+    by_sid = {statement["Sid"]: statement for statement in statements}
+    delete = by_sid["DeleteOnlyTheCheckDatabase"]["Condition"]["StringEquals"]
+    assert delete == {
+        "aws:ResourceTag/wandb-ops:purpose": "restore-check",
+        "aws:ResourceTag/wandb-ops:stack": STACK_SHORT_ID,
+    }
+    tag = by_sid["TagOnlyTheNewCheckDatabase"]["Condition"]["StringEquals"]
+    assert tag["aws:RequestTag/wandb-ops:stack"] == STACK_SHORT_ID
+    assert {a for s in statements for a in _actions(s) if s["Sid"] != "TagOnlyTheNewCheckDatabase"}.isdisjoint(
+        {"rds:AddTagsToResource"}
+    )

@@ -3,8 +3,6 @@ query really runs, as the master user, on a real MySQL-compatible engine standin
 restored copy (the rig resolves the emulator's RDS endpoints to it)."""
 
 import json
-import socket
-from typing import Any
 
 import boto3
 import pytest
@@ -14,22 +12,9 @@ from tests.rig.local_cloud import Execution, LocalCloud
 from tests.rig.stack import DeployedStack
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb
 from tests.workflows.notifications import TopicInbox
-from wandb_ops.snapshots import parse_slot, snapshot_tags
+from wandb_ops.snapshots import parse_slot, snapshot_identifier, snapshot_tags
 
 MASTER_PASSWORD = "RestoreCheckMaster0"
-
-
-@pytest.fixture
-def restored_copies_resolve_to(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The emulator's RDS endpoints (*.rds.amazonaws.com) resolve to the local engine."""
-    original = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(host, str) and host.endswith(".rds.amazonaws.com"):
-            host = "127.0.0.1"
-        return original(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 def _setup(cloud: LocalCloud, engine: Engine, **parameters: str) -> tuple[SimulatedWandb, DeployedStack]:
@@ -49,12 +34,24 @@ def _setup(cloud: LocalCloud, engine: Engine, **parameters: str) -> tuple[Simula
     return wandb, stack
 
 
-def _snapshot(slot: str) -> None:
+def _snapshot(slot: str) -> str:
+    identifier = snapshot_identifier("wandb", "us-east-1", parse_slot(slot))
     boto3.client("rds").create_db_cluster_snapshot(
         DBClusterIdentifier="wandb",
-        DBClusterSnapshotIdentifier=f"wandb-ops-wandb-{parse_slot(slot):%Y%m%d%H%M}",
-        Tags=snapshot_tags("wandb", parse_slot(slot)),
+        DBClusterSnapshotIdentifier=identifier,
+        Tags=snapshot_tags("wandb", "us-east-1", parse_slot(slot)),
     )
+    return identifier
+
+
+def stack_short_id(stack: DeployedStack) -> str:
+    """What the template gives the function: the first 8 hex digits of the stack's UUID."""
+    stack_id = boto3.client("cloudformation").describe_stacks(StackName=stack.name)["Stacks"][0]["StackId"]
+    variables = boto3.client("lambda").get_function_configuration(
+        FunctionName=stack.function_name("DbRestoreCheckFunction")
+    )["Environment"]["Variables"]
+    assert variables["STACK_SHORT_ID"] == stack_id.rsplit("/", 1)[1][:8]
+    return str(variables["STACK_SHORT_ID"])
 
 
 def _run(cloud: LocalCloud, stack: DeployedStack) -> Execution:
@@ -74,15 +71,14 @@ def _check_databases() -> list[str]:
 def test_the_newest_snapshot_is_restored_queried_and_deleted(cloud: LocalCloud, mysql_engine: Engine) -> None:
     _, stack = _setup(cloud, mysql_engine)
     _snapshot("2026-11-29T03:00Z")
-    _snapshot("2026-11-30T03:00Z")
+    newest = _snapshot("2026-11-30T03:00Z")
     execution = _run(cloud, stack)
     assert execution.status == "SUCCEEDED", execution.cause
     output = execution.output
-    assert (
-        output["snapshot"] == "wandb-ops-wandb-202611300300" and output["restored_as"] == "wandb-ops-check-202612010500"
-    )
+    check = f"wandb-ops-check-{stack_short_id(stack)}-202612010500"
+    assert output["snapshot"] == newest and output["restored_as"] == check
     assert output["query_result"] == "1"  # one table in wandb_local, counted on the engine
-    assert sorted(output["deleted"]) == ["wandb-ops-check-202612010500", "wandb-ops-check-202612010500-1"]
+    assert sorted(output["deleted"]) == [check, f"{check}-1"]
     assert _check_databases() == []
 
 
@@ -107,3 +103,50 @@ def test_without_a_snapshot_it_fails_clearly_and_creates_nothing(cloud: LocalClo
     [notification] = inbox.received()
     assert "no available snapshot of wandb made by wandb-ops" in notification.message
     assert _check_databases() == []
+
+
+def test_a_check_database_named_before_an_update_is_refused_clearly_and_left_alone(
+    cloud: LocalCloud, mysql_engine: Engine
+) -> None:
+    """A run in flight across a stack update hands the new function the old name, which carries
+    no stack id (and which the new role may not touch): each step says what to delete by hand."""
+    _, stack = _setup(cloud, mysql_engine)
+    legacy = "wandb-ops-check-202612010500"
+    boto3.client("rds").create_db_cluster(
+        DBClusterIdentifier=legacy,
+        Engine="aurora-mysql",
+        MasterUsername="wandb",
+        MasterUserPassword="x" * 16,
+        Tags=[{"Key": "managed-by", "Value": "wandb-ops"}, {"Key": "wandb-ops:purpose", "Value": "restore-check"}],
+    )
+    function = stack.function_name("DbRestoreCheckFunction")
+    for action in ("check", "query", "cleanup"):
+        answer = boto3.client("lambda").invoke(
+            FunctionName=function, Payload=json.dumps({"action": action, "identifier": legacy}).encode()
+        )
+        error = json.loads(answer["Payload"].read())
+        assert answer.get("FunctionError") and error["errorType"] == "RestoreCheckError", error
+        assert f"delete {legacy} (cluster and instance) by hand" in error["errorMessage"]
+    assert _check_databases() == [legacy]
+
+
+def test_cleanup_deletes_nothing_without_this_stacks_tag(cloud: LocalCloud, mysql_engine: Engine) -> None:
+    """Named like this stack's check database, but tagged with another stack's id (or none)."""
+    _, stack = _setup(cloud, mysql_engine)
+    name = f"wandb-ops-check-{stack_short_id(stack)}-202612010500"
+    tags = [{"Key": "managed-by", "Value": "wandb-ops"}, {"Key": "wandb-ops:purpose", "Value": "restore-check"}]
+    rds = boto3.client("rds")
+    rds.create_db_cluster(
+        DBClusterIdentifier=name,
+        Engine="aurora-mysql",
+        MasterUsername="wandb",
+        MasterUserPassword="x" * 16,
+        Tags=[*tags, {"Key": "wandb-ops:stack", "Value": "0badc0de"}],
+    )
+    answer = boto3.client("lambda").invoke(
+        FunctionName=stack.function_name("DbRestoreCheckFunction"),
+        Payload=json.dumps({"action": "cleanup", "identifier": name}).encode(),
+    )
+    error = json.loads(answer["Payload"].read())
+    assert error["errorType"] == "RestoreCheckError" and "not a restore-check database of this" in error["errorMessage"]
+    assert _check_databases() == [name]

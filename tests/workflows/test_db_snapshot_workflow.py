@@ -16,10 +16,16 @@ from tests.rig.local_cloud import Execution, LocalCloud
 from tests.rig.stack import DeployedStack
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb
 from tests.workflows.notifications import TopicInbox
-from wandb_ops.snapshots import RetentionPolicy, format_slot, snapshot_tags, to_keep
+from wandb_ops.snapshots import RetentionPolicy, format_slot, parse_slot, snapshot_identifier, snapshot_tags, to_keep
 
 SLOT = "2026-11-26T03:00Z"
-SNAPSHOT_ID = "wandb-ops-wandb-202611260300"
+SNAPSHOT_ID = "wandb-ops-wandb-7fcdc09e-202611260300"
+
+
+def _legacy(slot: datetime) -> tuple[str, list[dict[str, str]]]:
+    """The name and tags of a snapshot made before names carried a digest and tags the region."""
+    tags = [t for t in snapshot_tags("wandb", "us-east-1", slot) if t["Key"] != "wandb-ops:source-region"]
+    return f"wandb-ops-wandb-{slot:%Y%m%d%H%M}", tags
 
 
 def _deploy(cloud: LocalCloud, wandb: SimulatedWandb, **parameters: str) -> DeployedStack:
@@ -56,7 +62,12 @@ def test_a_run_creates_one_tagged_verified_snapshot(cloud: LocalCloud, snap_stac
     [snapshot] = _ours()
     assert snapshot["DBClusterSnapshotIdentifier"] == SNAPSHOT_ID and snapshot["Status"] == "available"
     tags = {t["Key"]: t["Value"] for t in snapshot["TagList"]}
-    assert tags == {"managed-by": "wandb-ops", "wandb-ops:slot": SLOT, "wandb-ops:source": "wandb"}
+    assert tags == {
+        "managed-by": "wandb-ops",
+        "wandb-ops:slot": SLOT,
+        "wandb-ops:source": "wandb",
+        "wandb-ops:source-region": "us-east-1",
+    }
     summary = execution.output
     assert summary["snapshot"]["id"] == SNAPSHOT_ID and summary["snapshot"]["status"] == "available"
     assert summary["deletion_protection"] == {"was_on": True, "enforced": False, "mode": "report"}
@@ -77,10 +88,25 @@ def _backend(region: str = "us-east-1") -> RDSBackend:
     return backend
 
 
-def _seed_snapshot(identifier: str, cluster: str = "wandb", tags: list[dict[str, str]] | None = None) -> None:
-    boto3.client("rds").create_db_cluster_snapshot(
+def _seed_snapshot(
+    identifier: str, tags: list[dict[str, str]] | None = None, cluster: str = "wandb", region: str = "us-east-1"
+) -> None:
+    boto3.client("rds", region_name=region).create_db_cluster_snapshot(
         DBClusterIdentifier=cluster, DBClusterSnapshotIdentifier=identifier, Tags=tags or []
     )
+
+
+def _used_quota() -> int:
+    """ManualClusterSnapshots used (the rig counts every cluster snapshot, as moto's limit does)."""
+    quotas = boto3.client("rds").describe_account_attributes()["AccountQuotas"]
+    [used] = [q["Used"] for q in quotas if q["AccountQuotaName"] == "ManualClusterSnapshots"]
+    return int(used)
+
+
+def _seed(slot: datetime) -> str:
+    identifier = snapshot_identifier("wandb", "us-east-1", slot)
+    _seed_snapshot(identifier, snapshot_tags("wandb", "us-east-1", slot))
+    return identifier
 
 
 def test_retention_over_a_simulated_year_deletes_only_ours_and_keeps_the_policy(
@@ -88,15 +114,15 @@ def test_retention_over_a_simulated_year_deletes_only_ours_and_keeps_the_policy(
 ) -> None:
     newest = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
     year = [newest - timedelta(days=day) for day in range(1, 366)]
-    for slot in year:
-        _seed_snapshot(f"wandb-ops-wandb-{slot:%Y%m%d%H%M}", tags=snapshot_tags("wandb", slot))
+    for slot in year:  # made before this version's names and region tag: still managed
+        _seed_snapshot(*_legacy(slot))
     _seed_snapshot("manual-before-upgrade")  # a person's snapshot: untagged
     _seed_snapshot("someone-elses", tags=[{"Key": "managed-by", "Value": "another-tool"}])
     _seed_snapshot("rds:wandb-2026-11-25-03-10")
     _backend().cluster_snapshots["rds:wandb-2026-11-25-03-10"].snapshot_type = "automated"
-    _seed_snapshot("awsbackup:job-1234", tags=snapshot_tags("wandb", year[-1]))
+    _seed_snapshot("awsbackup:job-1234", tags=snapshot_tags("wandb", "us-east-1", year[-1]))
     _backend().cluster_snapshots["awsbackup:job-1234"].snapshot_type = "awsbackup"
-    expected = {f"wandb-ops-wandb-{s:%Y%m%d%H%M}" for s in to_keep([newest, *year], RetentionPolicy())}
+    expected = {_legacy(s)[0] for s in to_keep([newest, *year], RetentionPolicy()) if s != newest} | {SNAPSHOT_ID}
 
     dry = _run(cloud, snap_stack, dry_run=True)
     assert dry.status == "SUCCEEDED", dry.cause
@@ -115,15 +141,81 @@ def test_at_the_quota_retention_prunes_first(
     cloud: LocalCloud, snap_stack: DeployedStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     start = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
-    for day in range(20):
-        slot = start + timedelta(days=day)
-        _seed_snapshot(f"wandb-ops-wandb-{slot:%Y%m%d%H%M}", tags=snapshot_tags("wandb", slot))
+    seeded = [_seed(start + timedelta(days=day)) for day in range(20)]
     monkeypatch.setenv("MOTO_RDS_SNAPSHOT_LIMIT", "20")
+    used = _used_quota()
     execution = _run(cloud, snap_stack)
     assert execution.status == "SUCCEEDED", execution.cause
     quota = execution.output["quota"]
-    assert quota["max"] == 20 and quota["used"] < 20 and quota["pruned_first"]
+    # Only what makes room for the new snapshot; retention deletes the rest once that exists.
+    assert quota["max"] == 20 and quota["used"] == 19 and len(quota["pruned_first"]) == used - 19
+    assert set(quota["pruned_first"]) <= set(seeded) and execution.output["retention"]["source"]["deleted"]
     assert SNAPSHOT_ID in {s["DBClusterSnapshotIdentifier"] for s in _ours()}
+
+
+NOTHING = {f"SnapshotRetain{tier}": "0" for tier in ("Newest", "Daily", "Weekly", "Monthly")}
+
+
+@pytest.mark.filterwarnings("ignore:Exception\\(RDSClientError\\) with code InvalidDBClusterStateFault")
+def test_at_the_quota_with_retention_at_zero_a_failed_create_still_leaves_the_newest_snapshots(
+    cloud: LocalCloud, wandb: SimulatedWandb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = _deploy(cloud, wandb, **NOTHING)
+    seeded = [_seed(parse_slot(SLOT) - timedelta(days=day)) for day in (3, 2, 1)]
+    monkeypatch.setenv("MOTO_RDS_SNAPSHOT_LIMIT", str(_used_quota()))
+
+    def refused(self: RDSBackend, *args: Any, **kwargs: Any) -> Any:
+        raise RDSClientError("InvalidDBClusterStateFault", "the cluster is being modified")
+
+    monkeypatch.setattr(RDSBackend, "create_db_cluster_snapshot", refused)
+    execution = _run(cloud, stack)
+    assert execution.status == "FAILED"
+    # Room for one was made, from the oldest; the newer two, and above all the newest, are still there.
+    assert sorted(s["DBClusterSnapshotIdentifier"] for s in _ours()) == sorted(seeded[1:])
+
+
+def test_at_the_quota_nothing_is_pruned_when_it_would_not_make_room(
+    cloud: LocalCloud, wandb: SimulatedWandb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = _deploy(cloud, wandb, **NOTHING)
+    inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
+    only = _seed(parse_slot(SLOT) - timedelta(days=1))
+    _seed_snapshot("manual-before-upgrade")
+    monkeypatch.setenv("MOTO_RDS_SNAPSHOT_LIMIT", str(_used_quota()))
+    execution = _run(cloud, stack)
+    assert execution.status == "FAILED"
+    [notification] = inbox.received()
+    assert "retention may delete only 0 of this product's snapshots and 1 must go" in notification.message
+    assert [s["DBClusterSnapshotIdentifier"] for s in _ours()] == [only]  # the only backup was not given up
+
+
+def test_retention_at_zero_keeps_the_newest_snapshot_in_both_regions(cloud: LocalCloud, wandb: SimulatedWandb) -> None:
+    """A re-run for an earlier slot (yesterday's failed run, after today's): the run's own snapshot
+    is kept, and so is the newest one, here and in the DR region."""
+    dr_key = boto3.client("kms", region_name="us-west-2").create_key()["KeyMetadata"]["Arn"]
+    stack = _deploy(cloud, wandb, SnapshotDrRegion="us-west-2", SnapshotDrKmsKeyArn=dr_key, **NOTHING)
+    dr = boto3.client("rds", region_name="us-west-2")
+    seeded = []
+    for day in (-1, 1):  # the day before the run's slot, and the day after
+        slot = parse_slot(SLOT) + timedelta(days=day)
+        identifier = _seed(slot)
+        arn = boto3.client("rds").describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=identifier)[
+            "DBClusterSnapshots"
+        ][0]["DBClusterSnapshotArn"]
+        dr.copy_db_cluster_snapshot(
+            SourceDBClusterSnapshotIdentifier=arn,
+            TargetDBClusterSnapshotIdentifier=f"{identifier}-dr",
+            SourceRegion="us-east-1",
+            Tags=snapshot_tags("wandb", "us-east-1", slot),
+        )
+        seeded.append(identifier)
+    execution = _run(cloud, stack)
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert {s["DBClusterSnapshotIdentifier"] for s in _ours()} == {SNAPSHOT_ID, seeded[1]}
+    assert {s["DBClusterSnapshotIdentifier"] for s in _ours(region="us-west-2")} == {
+        f"{SNAPSHOT_ID}-dr",
+        f"{seeded[1]}-dr",
+    }
 
 
 def test_at_the_quota_with_fail_the_run_fails_clearly(
@@ -277,7 +369,7 @@ def test_an_rds_instance_is_snapshotted_with_the_instance_apis(cloud: LocalCloud
     [snapshot] = boto3.client("rds").describe_db_snapshots(DBInstanceIdentifier="wandb-mysql", SnapshotType="manual")[
         "DBSnapshots"
     ]
-    assert snapshot["DBSnapshotIdentifier"] == "wandb-ops-wandb-mysql-202611260300"
+    assert snapshot["DBSnapshotIdentifier"] == "wandb-ops-wandb-mysql-046a0db9-202611260300"
     assert execution.output["snapshot"]["size_gib"] == 20
 
 

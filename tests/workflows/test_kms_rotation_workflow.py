@@ -15,6 +15,7 @@ from tests.rig.local_cloud import Execution, LocalCloud
 from tests.rig.stack import DeployedStack
 from tests.rig.wandb_deployment import SimulatedWandb
 from tests.workflows.notifications import TopicInbox
+from wandb_ops.snapshots import dr_identifier, parse_slot, snapshot_identifier, snapshot_tags
 
 MACHINE = "KmsRotationStateMachine"
 FUNCTION = "KmsRotationFunction"
@@ -265,16 +266,32 @@ def test_bad_input_is_refused_before_any_key_changes(
 
 def test_the_newest_snapshot_is_copied_under_a_new_key(cloud: LocalCloud, wandb: SimulatedWandb) -> None:
     rds = boto3.client("rds")
-    for identifier in ("wandb-ops-wandb-202611250300", "wandb-ops-wandb-202611260300", "a-persons-snapshot"):
-        rds.create_db_cluster_snapshot(DBClusterIdentifier=wandb.namespace, DBClusterSnapshotIdentifier=identifier)
+    slots = [parse_slot("2026-11-25T03:00Z"), parse_slot("2026-11-26T03:00Z")]
+    for slot in slots:  # the snapshot workflow's, by name and tags
+        rds.create_db_cluster_snapshot(
+            DBClusterIdentifier=wandb.namespace,
+            DBClusterSnapshotIdentifier=snapshot_identifier(wandb.namespace, wandb.region, slot),
+            Tags=snapshot_tags(wandb.namespace, wandb.region, slot),
+        )
+    newest = snapshot_identifier(wandb.namespace, wandb.region, slots[-1])
+    # Newer, but a person's; and the DR copy of a same-named database in another region's stack.
+    rds.create_db_cluster_snapshot(
+        DBClusterIdentifier=wandb.namespace, DBClusterSnapshotIdentifier="a-persons-snapshot"
+    )
+    later = parse_slot("2026-11-27T03:00Z")
+    rds.create_db_cluster_snapshot(
+        DBClusterIdentifier=wandb.namespace,
+        DBClusterSnapshotIdentifier=dr_identifier(snapshot_identifier(wandb.namespace, "us-west-2", later)),
+        Tags=snapshot_tags(wandb.namespace, "us-west-2", later),
+    )
     new_key = _new_key("W&B key, second generation")
     stack = _deploy(cloud, wandb, KmsRotationKeyArns=new_key)
     inbox = TopicInbox(stack.outputs["NotificationsTopicArn"])
 
     dry = _run(cloud, stack, action="copy_aurora_snapshot", kms_key=new_key)
     assert dry.status == "SUCCEEDED", dry.cause
-    # The newest the role may copy: the person's own snapshot is newer but not this stack's.
-    assert dry.output["dry_run"] is True and dry.output["source_snapshot"].endswith(":wandb-ops-wandb-202611260300")
+    # The newest the role may copy: the two newer snapshots are not this stack's.
+    assert dry.output["dry_run"] is True and dry.output["source_snapshot"].endswith(f":{newest}")
     assert dry.output["target"].startswith("wandb-ops-reenc-") and len(dry.output["target"]) <= 63
     assert dry.output["source_key"] == wandb.kms_key_arn and dry.output["kms_key"] == new_key
     existing = rds.describe_db_cluster_snapshots(DBClusterIdentifier=wandb.namespace)["DBClusterSnapshots"]

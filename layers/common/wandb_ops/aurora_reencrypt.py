@@ -6,7 +6,6 @@ new key, restore, and cut W&B over (docs/kms-rotation.md has the runbook). This 
 the copy and waits for it; restoring and cutting over stay a human decision.
 """
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -19,7 +18,7 @@ from wandb_ops.encryption import KEY_REFERENCE
 from wandb_ops.errors import WandbOpsError
 from wandb_ops.models import StrictModel
 from wandb_ops.polling import backoff
-from wandb_ops.snapshots import IN_PROGRESS, MANAGED_BY
+from wandb_ops.snapshots import IN_PROGRESS, MANAGED_BY, MAX_IDENTIFIER, SnapshotApi, readable_part, source_digest
 
 PURPOSE_TAG = ("wandb-ops:purpose", "reencrypt")
 POLL_BASE_SECONDS, POLL_MAX_SECONDS, POLL_MAX_ATTEMPTS = 60, 900, 120  # about 29 hours in all
@@ -57,20 +56,22 @@ class CopyTarget:
     region: str
 
 
-def _copyable(snapshot: dict[str, Any], cluster: str) -> bool:
-    """The cluster's automated snapshots and this stack's (the role may copy only those)."""
-    identifier = str(snapshot.get("DBClusterSnapshotIdentifier", ""))
-    return identifier.startswith((f"rds:{cluster}-", f"wandb-ops-{cluster}-"))
+def _copyable(snapshot: dict[str, Any], cluster: str, region: str) -> bool:
+    """The cluster's automated snapshots and the snapshot workflow's, by their tags (the role may
+    copy only those)."""
+    if str(snapshot.get("DBClusterSnapshotIdentifier", "")).startswith(f"rds:{cluster}-"):
+        return True
+    return SnapshotApi("aurora-cluster").parse(snapshot).is_ours(cluster, region)
 
 
-def _newest_available(rds: Any, cluster: str, kms_key: str) -> dict[str, Any]:
+def _newest_available(rds: Any, cluster: str, region: str, kms_key: str) -> dict[str, Any]:
     """The newest available snapshot of the cluster (automated, or made by the snapshot workflow)
     not yet under ``kms_key``, so a re-run finds the snapshot it copied, not its own copy."""
     newest: dict[str, Any] | None = None
     for page in rds.get_paginator("describe_db_cluster_snapshots").paginate(DBClusterIdentifier=cluster):
         for snapshot in page["DBClusterSnapshots"]:
             if (
-                not _copyable(snapshot, cluster)
+                not _copyable(snapshot, cluster, region)
                 or str(snapshot.get("Status", "")).lower() != "available"
                 or snapshot.get("SnapshotCreateTime") is None
                 or snapshot.get("KmsKeyId") == kms_key
@@ -86,14 +87,12 @@ def _newest_available(rds: Any, cluster: str, kms_key: str) -> dict[str, Any]:
     return newest
 
 
-MAX_IDENTIFIER = 63  # RDS DB cluster snapshot identifiers: 1-63 letters, digits, hyphens
-
-
-def target_identifier(cluster: str, created: datetime, key_id: str) -> str:
-    """A stable name per (snapshot, key), so a re-run finds its own copy instead of making another:
-    wandb-ops-reenc-<snapshot time>-<key id>-<cluster, cut to fit>."""
-    name = f"wandb-ops-reenc-{created:%Y%m%d%H%M}-{key_id[:8]}-{cluster}"
-    return re.sub(r"-+", "-", re.sub(r"[^a-zA-Z0-9-]", "-", name))[:MAX_IDENTIFIER].rstrip("-")
+def target_identifier(cluster: str, region: str, created: datetime, key_id: str) -> str:
+    """A stable name per (cluster, snapshot, key), so a re-run finds its own copy instead of making
+    another, and another cluster's copy never has it (the digest stays where the name is cut):
+    wandb-ops-reenc-<snapshot time>-<key id>-<digest of the cluster>-<cluster, cut to fit>."""
+    head = readable_part(f"wandb-ops-reenc-{created:%Y%m%d%H%M}-{key_id[:8]}-{source_digest(cluster, region)}", 63)
+    return "-".join(part for part in (head, readable_part(cluster, MAX_IDENTIFIER - len(head) - 1)) if part)
 
 
 def plan_copy(target: CopyTarget, rds: Any, kms: Any, task: PlanCopyTask) -> dict[str, Any]:
@@ -119,8 +118,8 @@ def plan_copy(target: CopyTarget, rds: Any, kms: Any, task: PlanCopyTask) -> dic
         raise SnapshotCopyRefusedError(
             f"field 'kms_key': the cluster is already encrypted with {key['Arn']}; name the new key"
         )
-    source = _newest_available(rds, target.cluster, key["Arn"])
-    identifier = target_identifier(target.cluster, source["SnapshotCreateTime"], key["KeyId"])
+    source = _newest_available(rds, target.cluster, target.region, key["Arn"])
+    identifier = target_identifier(target.cluster, target.region, source["SnapshotCreateTime"], key["KeyId"])
     plan = {
         "source_snapshot": source["DBClusterSnapshotArn"],
         "source_created": source["SnapshotCreateTime"].isoformat(),

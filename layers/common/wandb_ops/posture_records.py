@@ -28,6 +28,7 @@ DESCRIBED_RUNS = 60  # at most this many runs are read per workflow (two months 
 class RecordSettings:
     database_kind: Kind
     database: str
+    region: str  # the database's
     dr_region: str | None
     s3_sync_machine: str
     credential_rotation_machine: str
@@ -39,6 +40,7 @@ class RecordSettings:
         return cls(
             database_kind="rds-instance" if env.get("POSTURE_DATABASE_KIND") == "rds-instance" else "aurora-cluster",
             database=env.get("POSTURE_DATABASE", ""),
+            region=env.get("AWS_REGION", "us-east-1"),
             dr_region=env.get("POSTURE_DR_REGION", "").strip() or None,
             s3_sync_machine=env.get("POSTURE_S3_SYNC_STATE_MACHINE", ""),
             credential_rotation_machine=env.get("POSTURE_CREDENTIAL_ROTATION_STATE_MACHINE", ""),
@@ -127,12 +129,17 @@ def _dr_copy_items(settings: RecordSettings, dr_rds: Any | None, now: datetime) 
         "aurora.dr_copy",
         action,
         f"{region} snapshots",
-        lambda: [dr_copy_item(SnapshotApi(settings.database_kind), dr_rds, settings.database, region, now)],
+        lambda: [dr_copy_item(SnapshotApi(settings.database_kind), dr_rds, settings, region, now)],
     )
 
 
-def dr_copy_item(api: SnapshotApi, dr_rds: Any, database: str, region: str, now: datetime) -> PostureItem:
-    copies = [s for s in api.list_manual(dr_rds) if s.is_ours(database) and s.status == "available" and s.created]
+def dr_copy_item(api: SnapshotApi, dr_rds: Any, settings: RecordSettings, region: str, now: datetime) -> PostureItem:
+    database = settings.database
+    copies = [  # this database's copies, not those of a same-named database of another region
+        s
+        for s in api.list_manual(dr_rds)
+        if s.is_ours(database, settings.region, copy=True) and s.status == "available" and s.created
+    ]
     if not copies:
         return item(
             "aurora.dr_copy",

@@ -2,8 +2,10 @@
 temporary cluster (or instance), run a sanity query as the master user, record the
 result, and always delete what was created, even when the check fails.
 
-Everything created is named ``wandb-ops-check-<slot>`` and tagged
-``managed-by=wandb-ops`` / ``wandb-ops:purpose=restore-check``; cleanup deletes only that.
+Everything created is named ``wandb-ops-check-<stack id>-<slot>`` and tagged
+``managed-by=wandb-ops`` / ``wandb-ops:purpose=restore-check`` / ``wandb-ops:stack=<stack id>``
+(the stack id: 8 hex digits CloudFormation derives from the stack's own id, so two stacks never
+share a name). Cleanup deletes only a database with all three, of this stack's name.
 """
 
 import re
@@ -19,9 +21,11 @@ from wandb_ops.aws import error_code
 from wandb_ops.errors import WandbOpsError
 from wandb_ops.models import StrictModel
 from wandb_ops.mysql_accounts import Connector, DbSecret
-from wandb_ops.snapshots import MANAGED_BY, Snapshot, SnapshotApi, format_slot, parse_slot
+from wandb_ops.snapshots import MANAGED_BY, Snapshot, SnapshotApi, format_slot, newest_available, parse_slot
 
 PURPOSE_TAG = ("wandb-ops:purpose", "restore-check")
+STACK_TAG = "wandb-ops:stack"
+STACK_ID = re.compile(r"^[0-9a-f]{8}$")
 _NOT_FOUND = ("DBClusterNotFoundFault", "DBInstanceNotFound", "DBInstanceNotFoundFault")
 _READ_ONLY_QUERY = re.compile(r"^\s*(SELECT|SHOW)\b", re.IGNORECASE)
 
@@ -39,32 +43,50 @@ class RestoreCheckRequest(StrictModel):
 class RestoreCheckSettings:
     api: SnapshotApi
     source: str
+    region: str
+    stack_id: str  # 8 hex digits of this stack's id
     instance_class: str
     query: str
 
+    @property
+    def prefix(self) -> str:
+        return f"wandb-ops-check-{self.stack_id}-"
 
-def check_identifier(slot: str) -> str:
-    return f"wandb-ops-check-{parse_slot(slot):%Y%m%d%H%M}"
+
+def check_identifier(settings: RestoreCheckSettings, slot: str) -> str:
+    return f"{settings.prefix}{parse_slot(slot):%Y%m%d%H%M}"
 
 
-def _tags() -> list[dict[str, str]]:
-    return [{"Key": MANAGED_BY[0], "Value": MANAGED_BY[1]}, {"Key": PURPOSE_TAG[0], "Value": PURPOSE_TAG[1]}]
+def _tags(settings: RestoreCheckSettings) -> list[dict[str, str]]:
+    return [
+        {"Key": MANAGED_BY[0], "Value": MANAGED_BY[1]},
+        {"Key": PURPOSE_TAG[0], "Value": PURPOSE_TAG[1]},
+        {"Key": STACK_TAG, "Value": settings.stack_id},
+    ]
+
+
+def _require_own(settings: RestoreCheckSettings, identifier: str) -> None:
+    """A name without this stack's id is another stack's check database, or one a run started
+    before the stack's update named: this stack may not touch it (nor may its role)."""
+    if not identifier.startswith(settings.prefix):
+        raise RestoreCheckError(
+            f"{identifier} is not a restore-check database of this stack (its names start with {settings.prefix}): "
+            f"it was left alone; if a run started before a stack update created it, delete {identifier} "
+            "(cluster and instance) by hand"
+        )
 
 
 def newest_snapshot(settings: RestoreCheckSettings, rds: Any) -> Snapshot:
-    ours = [
-        s
-        for s in settings.api.list_manual(rds, settings.source)
-        if s.is_ours(settings.source) and s.status == "available"
-    ]
-    if not ours:
+    ours = [s for s in settings.api.list_manual(rds, settings.source) if s.is_ours(settings.source, settings.region)]
+    newest = newest_available(ours)
+    if newest is None:
         raise RestoreCheckError(f"no available snapshot of {settings.source} made by wandb-ops to restore")
-    return max(ours, key=lambda s: s.slot or parse_slot("1970-01-01T00:00"))
+    return newest
 
 
 def start(settings: RestoreCheckSettings, rds: Any, slot: str) -> dict[str, Any]:
     """Restore the newest snapshot into a temporary database (idempotent per slot)."""
-    identifier = check_identifier(slot)
+    identifier = check_identifier(settings, slot)
     snapshot = newest_snapshot(settings, rds)
     source = settings.api.describe_source(rds, settings.source)
     try:
@@ -79,7 +101,7 @@ def start(settings: RestoreCheckSettings, rds: Any, slot: str) -> dict[str, Any]
                 VpcSecurityGroupIds=[g["VpcSecurityGroupId"] for g in source.get("VpcSecurityGroups", [])],
                 KmsKeyId=source.get("KmsKeyId"),
                 DeletionProtection=False,
-                Tags=_tags(),
+                Tags=_tags(settings),
             )
         else:
             rds.restore_db_instance_from_db_snapshot(
@@ -90,7 +112,7 @@ def start(settings: RestoreCheckSettings, rds: Any, slot: str) -> dict[str, Any]
                 VpcSecurityGroupIds=[g["VpcSecurityGroupId"] for g in source.get("VpcSecurityGroups", [])],
                 DeletionProtection=False,
                 MultiAZ=False,
-                Tags=_tags(),
+                Tags=_tags(settings),
             )
     except ClientError as exc:
         if error_code(exc) not in ("DBClusterAlreadyExistsFault", "DBInstanceAlreadyExists"):
@@ -102,7 +124,7 @@ def start(settings: RestoreCheckSettings, rds: Any, slot: str) -> dict[str, Any]
                 DBClusterIdentifier=identifier,
                 Engine=source["Engine"],
                 DBInstanceClass=settings.instance_class,
-                Tags=_tags(),
+                Tags=_tags(settings),
             )
         except ClientError as exc:
             if error_code(exc) != "DBInstanceAlreadyExists":
@@ -114,6 +136,7 @@ def start(settings: RestoreCheckSettings, rds: Any, slot: str) -> dict[str, Any]
 
 def endpoint(settings: RestoreCheckSettings, rds: Any, identifier: str) -> tuple[str, int] | None:
     """The temporary database's endpoint once everything is available, else None."""
+    _require_own(settings, identifier)
     if settings.api.kind == "aurora-cluster":
         cluster = rds.describe_db_clusters(DBClusterIdentifier=identifier)["DBClusters"][0]
         instance = rds.describe_db_instances(DBInstanceIdentifier=f"{identifier}-1")["DBInstances"][0]
@@ -149,18 +172,21 @@ def run_query(
 
 
 def cleanup(settings: RestoreCheckSettings, rds: Any, identifier: str) -> list[str]:
-    """Delete the temporary database (only if it carries the restore-check tags). Idempotent."""
+    """Delete the temporary database (only this stack's, with the restore-check tags). Idempotent."""
+    _require_own(settings, identifier)
     deleted: list[str] = []
     instances = [f"{identifier}-1"] if settings.api.kind == "aurora-cluster" else [identifier]
     for instance in instances:
-        if _delete_if_ours(rds, "instance", instance):
+        if _delete_if_ours(settings, rds, "instance", instance):
             deleted.append(instance)
-    if settings.api.kind == "aurora-cluster" and _delete_if_ours(rds, "cluster", identifier):
+    if settings.api.kind == "aurora-cluster" and _delete_if_ours(settings, rds, "cluster", identifier):
         deleted.append(identifier)
     return deleted
 
 
-def _delete_if_ours(rds: Any, kind: Literal["instance", "cluster"], identifier: str) -> bool:
+def _delete_if_ours(
+    settings: RestoreCheckSettings, rds: Any, kind: Literal["instance", "cluster"], identifier: str
+) -> bool:
     try:
         if kind == "instance":
             found = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
@@ -173,8 +199,14 @@ def _delete_if_ours(rds: Any, kind: Literal["instance", "cluster"], identifier: 
             return False
         raise
     tags = {t["Key"]: t["Value"] for t in rds.list_tags_for_resource(ResourceName=arn).get("TagList", [])}
-    if tags.get(PURPOSE_TAG[0]) != PURPOSE_TAG[1] or tags.get(MANAGED_BY[0]) != MANAGED_BY[1]:
-        raise RestoreCheckError(f"{identifier} is not a restore-check database of wandb-ops: it was left alone")
+    if (
+        tags.get(PURPOSE_TAG[0]) != PURPOSE_TAG[1]
+        or tags.get(MANAGED_BY[0]) != MANAGED_BY[1]
+        or tags.get(STACK_TAG) != settings.stack_id
+    ):
+        raise RestoreCheckError(
+            f"{identifier} is not a restore-check database of this wandb-ops stack: it was left alone"
+        )
     if kind == "instance":
         if found.get("DeletionProtection"):
             rds.modify_db_instance(DBInstanceIdentifier=identifier, DeletionProtection=False, ApplyImmediately=True)

@@ -23,6 +23,7 @@ from wandb_ops.snapshots import (
     SnapshotFailedError,
     SnapshotQuotaError,
     SourceDatabaseError,
+    dr_identifier,
     format_slot,
     parse_slot,
     quota,
@@ -182,7 +183,7 @@ def preflight(settings: SnapshotSettings, clients: Clients, task: PreflightTask,
     status = api.source_status(found)
     result: dict[str, Any] = {
         "slot": format_slot(slot),
-        "snapshot_id": snapshot_identifier(settings.source, slot),
+        "snapshot_id": snapshot_identifier(settings.source, settings.region, slot),
         "dry_run": task.input.dry_run,
         "dr": settings.dr_region is not None,
         "source_status": status,
@@ -219,23 +220,29 @@ def _quota_headroom(
     )
     if settings.quota_action == "fail" or dry_run:
         raise SnapshotQuotaError(advice)
-    _, doomed = retention_plan(api, clients.rds, settings.source, settings.policy)
-    if not doomed:
-        raise SnapshotQuotaError(advice + "; retention has nothing of this product's to delete")
-    for snapshot in doomed:
+    # Only as many as the new snapshot needs, oldest first: the rest waits for retention, which runs
+    # once the new snapshot is available, so a run that fails after this step has lost no more.
+    needed = used - maximum + 1
+    _, doomed = retention_plan(api, clients.rds, settings.source, settings.region, settings.policy)
+    if len(doomed) < needed:
+        raise SnapshotQuotaError(
+            f"{advice}; retention may delete only {len(doomed)} of this product's snapshots and {needed} must go "
+            "to make room (nothing was deleted; the newest available snapshot is always kept)"
+        )
+    pruned = doomed[:needed]
+    for snapshot in pruned:
         api.delete(clients.rds, snapshot.identifier)
-    return {"used": used - len(doomed), "max": maximum, "pruned_first": [s.identifier for s in doomed]}
+    return {"used": used - needed, "max": maximum, "pruned_first": [s.identifier for s in pruned]}
 
 
 def create(settings: SnapshotSettings, clients: Clients, task: CreateTask) -> dict[str, Any]:
     api = SnapshotApi(settings.kind)
     existing = api.get(clients.rds, task.snapshot_id)
     if existing is None:
-        api.create(
-            clients.rds, settings.source, task.snapshot_id, snapshot_tags(settings.source, parse_slot(task.slot))
-        )
+        tags = snapshot_tags(settings.source, settings.region, parse_slot(task.slot))
+        api.create(clients.rds, settings.source, task.snapshot_id, tags)
         return {"snapshot_id": task.snapshot_id, "created": True}
-    if not existing.is_ours(settings.source):
+    if not existing.is_ours(settings.source, settings.region):
         raise SnapshotFailedError(
             f"a snapshot named {task.snapshot_id} exists but was not made by wandb-ops for {settings.source}"
         )
@@ -245,7 +252,7 @@ def create(settings: SnapshotSettings, clients: Clients, task: CreateTask) -> di
 def check(settings: SnapshotSettings, clients: Clients, task: CheckTask, now: datetime) -> dict[str, Any]:
     api = SnapshotApi(settings.kind)
     rds = clients.rds if task.region == "source" else clients.dr_rds
-    identifier = task.snapshot_id if task.region == "source" else _dr_identifier(task.snapshot_id)
+    identifier = task.snapshot_id if task.region == "source" else dr_identifier(task.snapshot_id)
     snapshot = api.get(rds, identifier)
     poll = _poll(settings, task.attempt, task.started, now)
     where = "" if task.region == "source" else f" in {settings.dr_region}"
@@ -263,16 +270,18 @@ def check(settings: SnapshotSettings, clients: Clients, task: CheckTask, now: da
     return {**poll, "available": False, "status": snapshot.status}
 
 
-def _dr_identifier(snapshot_id: str) -> str:
-    return f"{snapshot_id}-dr"
-
-
 def copy(settings: SnapshotSettings, clients: Clients, task: CopyTask, now: datetime) -> dict[str, Any]:
     assert settings.dr_region and settings.dr_kms_key_arn and clients.dr_rds is not None
     api = SnapshotApi(settings.kind)
-    target = _dr_identifier(task.snapshot_id)
+    target = dr_identifier(task.snapshot_id)
     poll = _poll(settings, task.attempt, task.started, now)
-    if api.get(clients.dr_rds, target) is not None:
+    existing = api.get(clients.dr_rds, target)
+    if existing is not None:
+        if not existing.is_ours(settings.source, settings.region, copy=True):
+            raise SnapshotFailedError(
+                f"a snapshot named {target} exists in {settings.dr_region} but is not a wandb-ops copy of "
+                f"{settings.source} in {settings.region}"
+            )
         return {**poll, "started": True, "copy_id": target}
     in_flight = [s for s in api.list_manual(clients.dr_rds) if s.status in IN_PROGRESS]
     if len(in_flight) >= MAX_CONCURRENT_CROSS_REGION_COPIES:
@@ -291,7 +300,7 @@ def copy(settings: SnapshotSettings, clients: Clients, task: CopyTask, now: date
         target,
         kms_key=settings.dr_kms_key_arn,
         source_region=settings.region,
-        tags=snapshot_tags(settings.source, parse_slot(task.slot)),
+        tags=snapshot_tags(settings.source, settings.region, parse_slot(task.slot)),
     )
     return {**poll, "started": True, "copy_id": target}
 
@@ -300,10 +309,12 @@ def retention(settings: SnapshotSettings, clients: Clients, task: RetentionTask)
     api = SnapshotApi(settings.kind)
     regions = [("source", clients.rds, task.snapshot_id)]
     if clients.dr_rds is not None:
-        regions.append(("dr", clients.dr_rds, _dr_identifier(task.snapshot_id)))
+        regions.append(("dr", clients.dr_rds, dr_identifier(task.snapshot_id)))
     report: dict[str, Any] = {"dry_run": task.dry_run}
     for name, rds, protect in regions:
-        kept, doomed = retention_plan(api, rds, settings.source, settings.policy, protect=protect)
+        kept, doomed = retention_plan(
+            api, rds, settings.source, settings.region, settings.policy, protect=protect, copies=name == "dr"
+        )
         if not task.dry_run:
             for snapshot in doomed:
                 api.delete(rds, snapshot.identifier)
@@ -322,7 +333,7 @@ def summary(settings: SnapshotSettings, clients: Clients, task: SummaryTask) -> 
     run = task.run
     api = SnapshotApi(settings.kind)
     created = api.get(clients.rds, run["preflight"]["snapshot_id"])
-    copied = api.get(clients.dr_rds, _dr_identifier(created.identifier)) if created and clients.dr_rds else None
+    copied = api.get(clients.dr_rds, dr_identifier(created.identifier)) if created and clients.dr_rds else None
     retention_report = run.get("retention", {})
     deleted_key = "would_delete" if retention_report.get("dry_run") else "deleted"
     deleted = sum(len(retention_report.get(region, {}).get(deleted_key, [])) for region in ("source", "dr"))

@@ -3,10 +3,12 @@ optionally copied to a DR region, kept by a newest-N plus grandfather-father-son
 
 Works for an Aurora cluster (*DBCluster* APIs) and for a plain RDS instance (*DBSnapshot* APIs).
 Only snapshots this product created (tag ``managed-by=wandb-ops`` and this database's
-``wandb-ops:source`` tag) are ever deleted; automated backups, AWS Backup recovery points
-and other manual snapshots are never touched.
+``wandb-ops:source`` and ``wandb-ops:source-region`` tags) are ever deleted; automated backups,
+AWS Backup recovery points and other manual snapshots are never touched. The newest available
+snapshot of ours is always kept, whatever the retention settings.
 """
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,6 +23,9 @@ from wandb_ops.errors import WandbOpsError
 MANAGED_BY = ("managed-by", "wandb-ops")
 SLOT_TAG = "wandb-ops:slot"
 SOURCE_TAG = "wandb-ops:source"
+REGION_TAG = "wandb-ops:source-region"  # the database's region: a same-named database elsewhere is another's
+DR_SUFFIX = "-dr"
+MAX_IDENTIFIER = 63  # RDS snapshot identifiers: 1-63 letters, digits, hyphens
 MAX_CONCURRENT_CROSS_REGION_COPIES = 5  # RDS: per destination region, per account
 IN_PROGRESS = frozenset({"creating", "copying", "pending"})
 
@@ -54,13 +59,21 @@ class Snapshot:
         value = self.tags.get(SLOT_TAG)
         return parse_slot(value) if value else None
 
-    def is_ours(self, source: str) -> bool:
-        return (
+    def is_ours(self, source: str, region: str, *, copy: bool = False) -> bool:
+        """Made by the snapshot workflow for ``source`` in ``region``; ``copy``: a DR copy is wanted."""
+        if not (
             self.snapshot_type == "manual"
             and self.tags.get(MANAGED_BY[0]) == MANAGED_BY[1]
             and self.tags.get(SOURCE_TAG) == source
             and self.slot is not None
-        )
+        ):
+            return False
+        tagged_region = self.tags.get(REGION_TAG)
+        if tagged_region is not None:
+            return tagged_region == region
+        # Made before snapshots carried their region: then a DR copy was always <snapshot>-dr, so a
+        # same-named database's copy in this region is not taken for one of ours, nor the reverse.
+        return self.identifier.endswith(DR_SUFFIX) == copy
 
 
 def parse_slot(value: str) -> datetime:
@@ -72,17 +85,35 @@ def format_slot(slot: datetime) -> str:
     return slot.strftime("%Y-%m-%dT%H:%MZ")
 
 
-def snapshot_identifier(source: str, slot: datetime) -> str:
-    """Deterministic per slot: a retried or re-run execution finds the snapshot it made."""
-    cleaned = re.sub(r"-+", "-", re.sub(r"[^a-zA-Z0-9-]", "-", source)).strip("-")[:36].rstrip("-")
-    return f"wandb-ops-{cleaned}-{slot:%Y%m%d%H%M}"
+def source_digest(source: str, region: str) -> str:
+    """8 hex digits that tell databases apart when their names are cut, or equal in two regions."""
+    return hashlib.sha256(f"{region}/{source}".encode()).hexdigest()[:8]
 
 
-def snapshot_tags(source: str, slot: datetime) -> list[dict[str, str]]:
+def readable_part(source: str, room: int) -> str:
+    """``source`` as identifier characters (no double or trailing hyphens), cut to ``room``."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-zA-Z0-9-]", "-", source)).strip("-")[:room].rstrip("-")
+
+
+def snapshot_identifier(source: str, region: str, slot: datetime) -> str:
+    """Deterministic per database and slot: a retried or re-run execution finds the snapshot it
+    made, and no other database's snapshot has the name, even where the readable part is cut:
+    wandb-ops-<source, cut>-<digest>-<YYYYMMDDHHMM>, with room left for the DR copy's suffix."""
+    digest, stamp = source_digest(source, region), f"{slot:%Y%m%d%H%M}"
+    room = MAX_IDENTIFIER - len("wandb-ops--") - len(digest) - 1 - len(stamp) - len(DR_SUFFIX)
+    return "-".join(part for part in ("wandb-ops", readable_part(source, room), digest, stamp) if part)
+
+
+def dr_identifier(snapshot_id: str) -> str:
+    return f"{snapshot_id}{DR_SUFFIX}"
+
+
+def snapshot_tags(source: str, region: str, slot: datetime) -> list[dict[str, str]]:
     return [
         {"Key": MANAGED_BY[0], "Value": MANAGED_BY[1]},
         {"Key": SLOT_TAG, "Value": format_slot(slot)},
         {"Key": SOURCE_TAG, "Value": source},
+        {"Key": REGION_TAG, "Value": region},
     ]
 
 
@@ -198,7 +229,7 @@ class SnapshotApi:
             if error_code(exc) in ("DBClusterSnapshotNotFoundFault", "DBSnapshotNotFound"):
                 return None
             raise
-        return self._snapshot(found[0]) if found else None
+        return self.parse(found[0]) if found else None
 
     def list_manual(self, rds: Any, source: str | None = None) -> list[Snapshot]:
         """Manual snapshots of ``source``, or of every database of this kind in the region."""
@@ -209,7 +240,7 @@ class SnapshotApi:
             scope = {"DBClusterIdentifier": source} if self._cluster else {"DBInstanceIdentifier": source}
         snapshots = []
         for page in rds.get_paginator(operation).paginate(SnapshotType="manual", **scope):
-            snapshots += [self._snapshot(item) for item in page[key]]
+            snapshots += [self.parse(item) for item in page[key]]
         return snapshots
 
     def copy(
@@ -246,7 +277,7 @@ class SnapshotApi:
             if error_code(exc) not in ("DBClusterSnapshotNotFoundFault", "DBSnapshotNotFound"):
                 raise
 
-    def _snapshot(self, item: dict[str, Any]) -> Snapshot:
+    def parse(self, item: dict[str, Any]) -> Snapshot:
         return Snapshot(
             identifier=item["DBClusterSnapshotIdentifier" if self._cluster else "DBSnapshotIdentifier"],
             arn=item["DBClusterSnapshotArn" if self._cluster else "DBSnapshotArn"],
@@ -266,13 +297,30 @@ def quota(rds: Any, api: SnapshotApi) -> tuple[int, int] | None:
     return None
 
 
+def newest_available(snapshots: Iterable[Snapshot]) -> Snapshot | None:
+    available = [s for s in snapshots if s.status == "available"]
+    return max(available, key=lambda s: (_by_slot(s), s.created or _by_slot(s)), default=None)
+
+
 def retention_plan(
-    api: SnapshotApi, rds: Any, source: str, policy: RetentionPolicy, protect: str | None = None
+    api: SnapshotApi,
+    rds: Any,
+    source: str,
+    region: str,
+    policy: RetentionPolicy,
+    *,
+    protect: str | None = None,
+    copies: bool = False,
 ) -> tuple[list[Snapshot], list[Snapshot]]:
-    """(kept, to delete) among this product's snapshots of ``source``; ``protect`` is never deleted."""
-    ours = [s for s in api.list_manual(rds, source) if s.is_ours(source)]
+    """(kept, to delete, oldest first) among this product's snapshots of ``source`` (a database in
+    ``region``), or among its DR copies. ``protect``, snapshots still being made and the newest
+    available one are never deleted: retention never leaves nothing behind."""
+    ours = [s for s in api.list_manual(rds, source) if s.is_ours(source, region, copy=copies)]
     keep_slots = to_keep([s.slot for s in ours if s.slot], policy)
-    kept = [s for s in ours if s.slot in keep_slots or s.identifier == protect or s.status in IN_PROGRESS]
+    newest = newest_available(ours)
+    kept = [
+        s for s in ours if s.slot in keep_slots or s.identifier == protect or s.status in IN_PROGRESS or s is newest
+    ]
     doomed = [s for s in ours if s not in kept]
     return sorted(kept, key=_by_slot), sorted(doomed, key=_by_slot)
 
