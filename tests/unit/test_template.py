@@ -257,3 +257,69 @@ def test_age_alarms_go_off_without_a_fresh_measurement() -> None:
         assert properties["DatapointsToAlarm"] == properties["EvaluationPeriods"]
         assert properties["TreatMissingData"] == "breaching" and properties["Statistic"] == "Minimum"
         assert properties["AlarmActions"] == [{"Ref": "NotificationsTopic"}]
+
+
+# ---------------------------------------------------------------- deleting the stack
+
+# What holds backups or keeps them readable and private: kept when the stack is deleted, and
+# when an update replaces it. A new bucket, bucket policy or key is held to this without a list.
+KEPT_TYPES = {"AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::KMS::Key"}
+# What a kept resource names that is deleted with the stack anyway, and why that is harmless.
+DELETED_ON_PURPOSE = {
+    # The state backup bucket's policy exempts the two functions' roles from its read Deny: once
+    # they are gone, the roles of TfStateReaderPrincipalArns alone may read the backups.
+    ("TfStateBackupBucketPolicy", "TfStateBackupFunctionRole"),
+    ("TfStateBackupBucketPolicy", "TfStateRestoreFunctionRole"),
+}
+
+
+def _referenced(value: Any) -> set[str]:
+    """Logical ids a template value names (Ref, Fn::GetAtt, ${...} in Fn::Sub)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0] if isinstance(inner, list) else inner.split(".")[0])
+            elif key == "Fn::Sub":
+                text = inner[0] if isinstance(inner, list) else inner
+                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text)}
+            found |= _referenced(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= _referenced(inner)
+    return found
+
+
+def _kept(resource: dict[str, Any]) -> bool:
+    return resource.get("DeletionPolicy") == "Retain" and resource.get("UpdateReplacePolicy") == "Retain"
+
+
+def test_every_bucket_bucket_policy_and_key_outlives_the_stack() -> None:
+    held = {name: r for name, r in RESOURCES.items() if r["Type"] in KEPT_TYPES}
+    assert {"ReplicaBucket", "TfStateBackupBucket", "StackKey", "TfStateBackupBucketPolicy"} <= set(held)
+    for name, resource in held.items():
+        assert _kept(resource), f"{name}: a {resource['Type']} needs DeletionPolicy and UpdateReplacePolicy Retain"
+
+
+def test_nothing_a_kept_resource_needs_is_deleted_with_the_stack() -> None:
+    """A kept bucket encrypted with a deleted key, or a kept policy naming a deleted bucket, is
+    lost or useless all the same: what a kept resource names is kept too, or listed with why not."""
+    parameters = set(TEMPLATE["Parameters"])
+    needs = {
+        (name, needed)
+        for name, resource in RESOURCES.items()
+        if _kept(resource)
+        for needed in _referenced(resource.get("Properties", {})) - parameters
+        if not needed.startswith("AWS::")
+    }
+    assert {("TfStateBackupBucket", "StackKey"), ("TfStateBackupBucketPolicy", "TfStateBackupBucket")} <= needs
+    for name, needed in needs - DELETED_ON_PURPOSE:
+        assert needed in RESOURCES and _kept(RESOURCES[needed]), f"kept {name} needs {needed}, which is deleted"
+
+
+def test_the_stack_key_alias_is_not_kept() -> None:
+    """A kept alias/<stack name> would stop a new stack of the same name from being created."""
+    assert RESOURCES["StackKeyAlias"]["Properties"]["AliasName"] == {"Fn::Sub": "alias/${AWS::StackName}"}
+    assert "DeletionPolicy" not in RESOURCES["StackKeyAlias"]
