@@ -11,6 +11,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.rig.stack import load_template
+from wandb_ops.observability import METRICS_NAMESPACE, SERVICE, STACK_VARIABLE
 from wandb_ops.polling import backoff
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -259,7 +260,7 @@ def test_age_alarms_go_off_without_a_fresh_measurement() -> None:
         assert properties["AlarmActions"] == [{"Ref": "NotificationsTopic"}]
 
 
-# ---------------------------------------------------------------- deleting the stack
+# ---------------------------------------------------------------- deleting the stack, two stacks
 
 # What holds backups or keeps them readable and private: kept when the stack is deleted, and
 # when an update replaces it. A new bucket, bucket policy or key is held to this without a list.
@@ -323,3 +324,40 @@ def test_the_stack_key_alias_is_not_kept() -> None:
     """A kept alias/<stack name> would stop a new stack of the same name from being created."""
     assert RESOURCES["StackKeyAlias"]["Properties"]["AliasName"] == {"Fn::Sub": "alias/${AWS::StackName}"}
     assert "DeletionPolicy" not in RESOURCES["StackKeyAlias"]
+
+
+def test_functions_know_their_stack_from_the_template() -> None:
+    variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables[STACK_VARIABLE] == {"Ref": "AWS::StackName"}
+
+
+def test_alarms_on_the_stacks_metrics_read_only_this_stacks_measurements() -> None:
+    """The functions publish under service and stack (wandb_ops.observability): an alarm that left
+    out the stack would mix two stacks' measurements, so a fresh stack could hide a stale one."""
+    own = [{"Name": "service", "Value": SERVICE}, {"Name": "stack", "Value": {"Ref": "AWS::StackName"}}]
+    machines, functions = _of_type("AWS::Serverless::StateMachine"), _of_type("AWS::Serverless::Function")
+    for name, alarm in _alarms().items():
+        for metric in _alarm_metrics(alarm):
+            if metric["Namespace"] == METRICS_NAMESPACE:
+                assert metric["Dimensions"] == own, f"{name} reads {metric['MetricName']} of every stack"
+            else:  # AWS's own metrics, per resource of this stack
+                [dimension] = metric["Dimensions"]
+                assert dimension["Value"]["Ref"] in {**machines, **functions}, name
+
+
+def test_the_dashboard_charts_only_this_stacks_measurements() -> None:
+    body, _ = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    filled = re.sub(
+        r"\$\{(SnapshotAgeAlarmHours|BackupAgeAlarmHours)\}", "1", body.replace("${DrCopyAgeAlarmEntry}", "")
+    )
+    rows = [
+        row
+        for widget in json.loads(filled)["widgets"]
+        for row in widget["properties"].get("metrics", [])
+        if row[0] == METRICS_NAMESPACE
+    ]
+    assert len(rows) == 7
+    for row in rows:
+        dimensions = dict(zip(row[2::2], row[3::2], strict=False))
+        assert dimensions == {"service": SERVICE, "stack": "${AWS::StackName}"}, row
+    assert "SEARCH(" not in body  # a search expression would need the stack dimension as well
