@@ -326,6 +326,37 @@ def test_the_stack_key_alias_is_not_kept() -> None:
     assert "DeletionPolicy" not in RESOURCES["StackKeyAlias"]
 
 
+# Physical names a template may set, by type, and whether the name is global (not per region).
+NAME_PROPERTIES = {
+    "AWS::Serverless::Function": ("FunctionName", False),
+    "AWS::Serverless::StateMachine": ("Name", False),
+    "AWS::Logs::LogGroup": ("LogGroupName", False),
+    "AWS::CloudWatch::Alarm": ("AlarmName", False),
+    "AWS::KMS::Alias": ("AliasName", False),
+    "AWS::CloudWatch::Dashboard": ("DashboardName", True),
+    "AWS::SNS::Topic": ("TopicName", False),
+    "AWS::S3::Bucket": ("BucketName", True),
+    "AWS::IAM::Role": ("RoleName", True),
+}
+
+
+def test_names_the_template_sets_cannot_collide_between_two_stacks() -> None:
+    """Two stacks in one account (or one stack name in two regions) never want the same name."""
+    named = 0
+    for name, resource in RESOURCES.items():
+        if resource["Type"] not in NAME_PROPERTIES:
+            continue
+        key, global_name = NAME_PROPERTIES[resource["Type"]]
+        if key not in resource["Properties"]:
+            continue  # CloudFormation makes a unique one
+        named += 1
+        value = resource["Properties"][key]
+        text = value.get("Fn::Sub", "") if isinstance(value, dict) else value
+        assert "${AWS::StackName}" in text, f"{name}: {key} {value} does not name the stack"
+        assert not global_name or "${AWS::Region}" in text, f"{name}: {key} is global, so it must name the region"
+    assert named > 20
+
+
 def test_functions_know_their_stack_from_the_template() -> None:
     variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
     assert variables[STACK_VARIABLE] == {"Ref": "AWS::StackName"}
