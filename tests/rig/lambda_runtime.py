@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
 from moto.awslambda.models import LambdaFunction
 from moto.secretsmanager.exceptions import InvalidRequestException
 from moto.secretsmanager.models import SecretsManagerBackend
 
-from tests.rig import environ
+from tests.rig import cloudwatch, environ
 
 HandlerFn = Callable[[Any, Any], Any]
 
@@ -70,6 +70,7 @@ class Invocation:
     result: Any
     error_type: str | None
     log_lines: tuple[str, ...]
+    metrics: tuple[dict[str, Any], ...]  # the EMF documents it printed, as CloudWatch reads them from its log
 
 
 class _InvocationLogCapture(logging.Handler):
@@ -97,6 +98,25 @@ class _InvocationLogCapture(logging.Handler):
         lines.append(formatter.format(record) if formatter else self.format(record))
 
 
+class _InvocationStdout:
+    """sys.stdout while handlers run. Lambda sends what a function prints to its log group, where
+    CloudWatch reads the EMF metrics Powertools prints; what an invoking thread prints is recorded
+    for its invocation, and written on to the stream this one replaced."""
+
+    def __init__(self, stream: TextIO, recording: threading.local) -> None:
+        self.stream = stream
+        self._recording = recording
+
+    def write(self, text: str) -> int:
+        recorded: list[str] | None = getattr(self._recording, "stdout", None)
+        if recorded is not None:
+            recorded.append(text)
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 class LocalLambdaRuntime:
     def __init__(self, layer_dirs: list[Path]) -> None:
         self._layer_dirs = layer_dirs
@@ -107,6 +127,8 @@ class LocalLambdaRuntime:
         self.invocations: list[Invocation] = []
         self._environ = environ.install()
         self._rotating = threading.local()
+        self._recording = threading.local()
+        self._stdout_lock = threading.Lock()
 
     def register(self, function_name: str, source: FunctionSource) -> None:
         self._sources[function_name] = source
@@ -187,8 +209,11 @@ class LocalLambdaRuntime:
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
         error_type: str | None = None
+        self._record_stdout()
         with self._environ.function_environment(variables):
             self._capture.start()
+            outer_stdout = getattr(self._recording, "stdout", None)
+            self._recording.stdout = []
             started = time.monotonic()
             try:
                 result: Any = self._handler(source)(event, context)
@@ -207,18 +232,27 @@ class LocalLambdaRuntime:
                 body = json.dumps(result)
             finally:
                 log_lines = self._capture.stop()
+                printed = "".join(self._recording.stdout).splitlines()
+                self._recording.stdout = outer_stdout
             elapsed = time.monotonic() - started
+        metrics = tuple(cloudwatch.publish_embedded_metrics(printed, fn.region))
         if elapsed > context.timeout_seconds:
             # Lambda would have stopped the handler; report what Lambda reports.
             error_type = "Sandbox.Timedout"
             result = {"errorType": error_type, "errorMessage": f"Task timed out after {elapsed:.2f} seconds"}
             body = json.dumps(result)
         self.invocations.append(
-            Invocation(fn.function_name, source.logical_id, event, result, error_type, tuple(log_lines))
+            Invocation(fn.function_name, source.logical_id, event, result, error_type, tuple(log_lines), metrics)
         )
         if error_type is not None and getattr(self._rotating, "active", False):
             raise InvalidRequestException(f"rotation step {event.get('Step')} failed: {result['errorMessage']}")
         return body, error_type is not None, "\n".join(log_lines)
+
+    def _record_stdout(self) -> None:
+        """(Re)install the recording stdout: pytest swaps sys.stdout between a test's phases."""
+        with self._stdout_lock:
+            if not isinstance(sys.stdout, _InvocationStdout):
+                sys.stdout = _InvocationStdout(sys.stdout, self._recording)
 
     def _handler(self, source: FunctionSource) -> HandlerFn:
         module_name, _, attribute = source.handler.rpartition(".")

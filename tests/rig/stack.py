@@ -94,6 +94,12 @@ class _BucketPolicy(CloudFormationModel):
         RESOLVED_BUCKET_POLICIES[properties["Bucket"]] = copy.deepcopy(properties["PolicyDocument"])
         return cls(properties["Bucket"])
 
+    @classmethod
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
+        RESOLVED_BUCKET_POLICIES.pop(resource_name, None)  # its physical id: the bucket's name
+
 
 # moto caches its list of CloudFormation models: let it see the one above.
 for _cached in (cfn_parsing.get_model_list, cfn_parsing.get_model_map, cfn_parsing.get_name_type_map):

@@ -11,6 +11,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.rig.stack import load_template
+from wandb_ops.observability import METRICS_NAMESPACE, SERVICE, STACK_VARIABLE
 from wandb_ops.polling import backoff
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -345,3 +346,137 @@ def test_the_restore_check_acts_only_on_check_databases_named_and_tagged_with_it
     assert {a for s in statements for a in _actions(s) if s["Sid"] != "TagOnlyTheNewCheckDatabase"}.isdisjoint(
         {"rds:AddTagsToResource"}
     )
+
+
+# ---------------------------------------------------------------- deleting the stack, two stacks
+
+# What holds backups or keeps them readable and private: kept when the stack is deleted, and
+# when an update replaces it. A new bucket, bucket policy or key is held to this without a list.
+KEPT_TYPES = {"AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::KMS::Key"}
+# What a kept resource names that is deleted with the stack anyway, and why that is harmless.
+DELETED_ON_PURPOSE = {
+    # The state backup bucket's policy exempts the two functions' roles from its read Deny: once
+    # they are gone, the roles of TfStateReaderPrincipalArns alone may read the backups.
+    ("TfStateBackupBucketPolicy", "TfStateBackupFunctionRole"),
+    ("TfStateBackupBucketPolicy", "TfStateRestoreFunctionRole"),
+}
+
+
+def _referenced(value: Any) -> set[str]:
+    """Logical ids a template value names (Ref, Fn::GetAtt, ${...} in Fn::Sub)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0] if isinstance(inner, list) else inner.split(".")[0])
+            elif key == "Fn::Sub":
+                text = inner[0] if isinstance(inner, list) else inner
+                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text)}
+            found |= _referenced(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= _referenced(inner)
+    return found
+
+
+def _kept(resource: dict[str, Any]) -> bool:
+    return resource.get("DeletionPolicy") == "Retain" and resource.get("UpdateReplacePolicy") == "Retain"
+
+
+def test_every_bucket_bucket_policy_and_key_outlives_the_stack() -> None:
+    held = {name: r for name, r in RESOURCES.items() if r["Type"] in KEPT_TYPES}
+    assert {"ReplicaBucket", "TfStateBackupBucket", "StackKey", "TfStateBackupBucketPolicy"} <= set(held)
+    for name, resource in held.items():
+        assert _kept(resource), f"{name}: a {resource['Type']} needs DeletionPolicy and UpdateReplacePolicy Retain"
+
+
+def test_nothing_a_kept_resource_needs_is_deleted_with_the_stack() -> None:
+    """A kept bucket encrypted with a deleted key, or a kept policy naming a deleted bucket, is
+    lost or useless all the same: what a kept resource names is kept too, or listed with why not."""
+    parameters = set(TEMPLATE["Parameters"])
+    needs = {
+        (name, needed)
+        for name, resource in RESOURCES.items()
+        if _kept(resource)
+        for needed in _referenced(resource.get("Properties", {})) - parameters
+        if not needed.startswith("AWS::")
+    }
+    assert {("TfStateBackupBucket", "StackKey"), ("TfStateBackupBucketPolicy", "TfStateBackupBucket")} <= needs
+    for name, needed in needs - DELETED_ON_PURPOSE:
+        assert needed in RESOURCES and _kept(RESOURCES[needed]), f"kept {name} needs {needed}, which is deleted"
+
+
+def test_the_stack_key_alias_is_not_kept() -> None:
+    """A kept alias/<stack name> would stop a new stack of the same name from being created."""
+    assert RESOURCES["StackKeyAlias"]["Properties"]["AliasName"] == {"Fn::Sub": "alias/${AWS::StackName}"}
+    assert "DeletionPolicy" not in RESOURCES["StackKeyAlias"]
+
+
+# Physical names a template may set, by type, and whether the name is global (not per region).
+NAME_PROPERTIES = {
+    "AWS::Serverless::Function": ("FunctionName", False),
+    "AWS::Serverless::StateMachine": ("Name", False),
+    "AWS::Logs::LogGroup": ("LogGroupName", False),
+    "AWS::CloudWatch::Alarm": ("AlarmName", False),
+    "AWS::KMS::Alias": ("AliasName", False),
+    "AWS::CloudWatch::Dashboard": ("DashboardName", True),
+    "AWS::SNS::Topic": ("TopicName", False),
+    "AWS::S3::Bucket": ("BucketName", True),
+    "AWS::IAM::Role": ("RoleName", True),
+}
+
+
+def test_names_the_template_sets_cannot_collide_between_two_stacks() -> None:
+    """Two stacks in one account (or one stack name in two regions) never want the same name."""
+    named = 0
+    for name, resource in RESOURCES.items():
+        if resource["Type"] not in NAME_PROPERTIES:
+            continue
+        key, global_name = NAME_PROPERTIES[resource["Type"]]
+        if key not in resource["Properties"]:
+            continue  # CloudFormation makes a unique one
+        named += 1
+        value = resource["Properties"][key]
+        text = value.get("Fn::Sub", "") if isinstance(value, dict) else value
+        assert "${AWS::StackName}" in text, f"{name}: {key} {value} does not name the stack"
+        assert not global_name or "${AWS::Region}" in text, f"{name}: {key} is global, so it must name the region"
+    assert named > 20
+
+
+def test_functions_know_their_stack_from_the_template() -> None:
+    variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables[STACK_VARIABLE] == {"Ref": "AWS::StackName"}
+
+
+def test_alarms_on_the_stacks_metrics_read_only_this_stacks_measurements() -> None:
+    """The functions publish under service and stack (wandb_ops.observability): an alarm that left
+    out the stack would mix two stacks' measurements, so a fresh stack could hide a stale one."""
+    own = [{"Name": "service", "Value": SERVICE}, {"Name": "stack", "Value": {"Ref": "AWS::StackName"}}]
+    machines, functions = _of_type("AWS::Serverless::StateMachine"), _of_type("AWS::Serverless::Function")
+    for name, alarm in _alarms().items():
+        for metric in _alarm_metrics(alarm):
+            if metric["Namespace"] == METRICS_NAMESPACE:
+                assert metric["Dimensions"] == own, f"{name} reads {metric['MetricName']} of every stack"
+            else:  # AWS's own metrics, per resource of this stack
+                [dimension] = metric["Dimensions"]
+                assert dimension["Value"]["Ref"] in {**machines, **functions}, name
+
+
+def test_the_dashboard_charts_only_this_stacks_measurements() -> None:
+    body, _ = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    filled = re.sub(
+        r"\$\{(SnapshotAgeAlarmHours|BackupAgeAlarmHours)\}", "1", body.replace("${DrCopyAgeAlarmEntry}", "")
+    )
+    rows = [
+        row
+        for widget in json.loads(filled)["widgets"]
+        for row in widget["properties"].get("metrics", [])
+        if row[0] == METRICS_NAMESPACE
+    ]
+    assert len(rows) == 7
+    for row in rows:
+        dimensions = dict(zip(row[2::2], row[3::2], strict=False))
+        assert dimensions == {"service": SERVICE, "stack": "${AWS::StackName}"}, row
+    assert "SEARCH(" not in body  # a search expression would need the stack dimension as well
