@@ -1,5 +1,6 @@
 """W&B credential cut-over: one step of the credential rotation workflow per call (per the task's action)."""
 
+import os
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -21,6 +22,7 @@ from wandb_ops.cutover import (
     urllib3_http,
 )
 from wandb_ops.kubernetes_access import ClientKubernetesApi, KubernetesApi, describe_cluster, eks_token
+from wandb_ops.master_access import MasterAccess, database_from_env
 from wandb_ops.mysql_accounts import Connector
 from wandb_ops.observability import logger, metrics, tracer
 from wandb_ops.validation import parse_event
@@ -45,14 +47,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         endpoint = describe_cluster(aws.client("eks"), settings.eks_cluster_name)
         return ClientKubernetesApi(endpoint, eks_token(aws.client("sts"), settings.eks_cluster_name))
 
+    secretsmanager = aws.client("secretsmanager")
     cutover = Cutover(
         settings,
         CutoverDeps(
-            secretsmanager=aws.client("secretsmanager"),
+            secretsmanager=secretsmanager,
             stepfunctions=aws.client("stepfunctions"),
             kubernetes=kubernetes,
             target=lambda api: target_for(settings.target, api, settings.kubernetes_namespace, settings.resource_name),
             connector=Connector(ca_bundle=settings.ca_bundle),
+            master=MasterAccess(secretsmanager, database_from_env(lambda: aws.client("rds"), os.environ)),
             http=urllib3_http,
             now=utcnow,
         ),

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from wandb_ops import aws
 from wandb_ops.errors import ConfigurationError
+from wandb_ops.master_access import MasterAccess, database_from_env
 from wandb_ops.mysql_accounts import DEFAULT_CA_BUNDLE, Connector
 from wandb_ops.observability import logger, metrics, tracer
 from wandb_ops.rotation import RotationDeps, rotate
@@ -40,9 +41,11 @@ def _password_length() -> int:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_event(RotationEvent, event)
     logger.append_keys(step=request.Step, secret=request.SecretId, version=request.ClientRequestToken)
+    secretsmanager = aws.client("secretsmanager")
     deps = RotationDeps(
-        secretsmanager=aws.client("secretsmanager"),
+        secretsmanager=secretsmanager,
         connector=Connector(ca_bundle=Path(os.environ.get("DB_CA_BUNDLE") or DEFAULT_CA_BUNDLE)),
+        master=MasterAccess(secretsmanager, database_from_env(lambda: aws.client("rds"), os.environ)),
         password_length=_password_length(),
     )
     with aws.throttling_as_retryable():

@@ -17,6 +17,8 @@ from botocore.exceptions import ClientError
 
 from tests.rig.engines import Engine
 from tests.rig.local_cloud import LocalCloud
+from tests.rig.rds import READER_HOST, WRITER_HOST, serve_locally
+from tests.rig.rogue_mysql import RogueMysqlServer
 from tests.rig.stack import DeployedStack
 from wandb_ops.mysql_accounts import AccountCloner, Connector, DbSecret
 from wandb_ops.rotation import rotated_username
@@ -66,6 +68,17 @@ class RotationSetup:
             RotationRules={"AutomaticallyAfterDays": 30},
             **kwargs,
         )
+
+    def retry(self, secret_arn: str, token: str, *steps: str) -> list[dict[str, Any]]:
+        """Secrets Manager retrying steps of a rotation: the function invoked with the same token."""
+        results = []
+        for step in steps or ("setSecret", "testSecret", "finishSecret"):
+            response = boto3.client("lambda").invoke(
+                FunctionName=self.function_arn,
+                Payload=json.dumps({"Step": step, "SecretId": secret_arn, "ClientRequestToken": token}),
+            )
+            results.append(json.loads(response["Payload"].read()))
+        return results
 
     def master(self) -> "pymysql.connections.Connection[Any]":
         return self.engine.connect(user="wandb_master", password=MASTER_PASSWORD, autocommit=True)
@@ -130,11 +143,13 @@ def _create_app_user(engine: Engine, user: str, host: str, password: str, profil
                 f"GRANT SELECT ON *.* TO {account}",
                 f"REVOKE SELECT ON mysql.* FROM {account}",
             ]
-    else:
+    elif profile == "x509":
         statements += [
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON wandb_local.* TO {account}",
             f"ALTER USER {account} REQUIRE X509 WITH MAX_CONNECTIONS_PER_HOUR 1000",
         ]
+    else:  # plain: what onboarding creates, and nothing else
+        statements.append(f"GRANT ALL PRIVILEGES ON wandb_local.* TO {account}")
     with (
         engine.connect(user="wandb_master", password=MASTER_PASSWORD, autocommit=True) as master,
         master.cursor() as cursor,
@@ -147,11 +162,21 @@ def _create_app_user(engine: Engine, user: str, host: str, password: str, profil
 def setup(
     request: pytest.FixtureRequest, cloud: LocalCloud, stack: DeployedStack, mysql_engine: Engine
 ) -> Iterator[RotationSetup]:
+    yield from _make_setup(request.param, stack, mysql_engine)
+
+
+@pytest.fixture
+def plain_setup(cloud: LocalCloud, stack: DeployedStack, mysql_engine: Engine) -> Iterator[RotationSetup]:
+    """An application user with ALL PRIVILEGES on the W&B database only, no TLS requirement."""
+    yield from _make_setup("plain", stack, mysql_engine)
+
+
+def _make_setup(profile: str, stack: DeployedStack, mysql_engine: Engine) -> Iterator[RotationSetup]:
     _schema(mysql_engine)
     user = f"app{pysecrets.token_hex(3)}"
-    host = "127.0.0.1" if request.param == "rich" else "%"
+    host = "127.0.0.1" if profile == "rich" else "%"
     password = pysecrets.token_hex(12)
-    _create_app_user(mysql_engine, user, host, password, request.param)
+    _create_app_user(mysql_engine, user, host, password, profile)
     # What an operator would do for a private CA; here the rig's CA signs the test servers.
     stack.set_function_environment("MySqlRotationFunction", DB_CA_BUNDLE=str(mysql_engine.ca_path))
     master_arn = boto3.client("secretsmanager").create_secret(
@@ -223,13 +248,21 @@ def test_rotation_creates_an_exact_clone_and_moves_awscurrent(cloud: LocalCloud,
     _assert_no_password_logged(cloud, current["password"], setup.app_password, MASTER_PASSWORD)
 
 
-def test_an_rds_managed_master_secret_with_only_credentials_is_enough(cloud: LocalCloud, setup: RotationSetup) -> None:
-    """RDS-managed master secrets hold only username and password; the server is the application user's."""
-    managed_master = boto3.client("secretsmanager").create_secret(
+def _rds_managed_master() -> str:
+    """A master secret as RDS manages it: only username and password."""
+    arn: str = boto3.client("secretsmanager").create_secret(
         Name=f"wandb-ops/wandb/rds-managed-{uuid.uuid4().hex[:6]}",
         SecretString=json.dumps({"username": "wandb_master", "password": MASTER_PASSWORD}),
     )["ARN"]
-    arn = setup.create_app_secret(masterarn=managed_master)
+    return arn
+
+
+def test_an_rds_managed_master_secret_with_only_credentials_is_enough(cloud: LocalCloud, setup: RotationSetup) -> None:
+    """RDS-managed master secrets hold only username and password: the master connects to the stack's
+    database as RDS describes it (the rig serves its endpoints from the engine: docs/local-rig.md)."""
+    serve_locally("wandb", setup.engine.port)
+    # The application user names the reader endpoint; the master goes to the writer's.
+    arn = setup.create_app_secret(masterarn=_rds_managed_master(), host=READER_HOST)
     setup.rotate(arn)
     assert _differences(setup, setup.app_user, _secret(arn)["username"]) == []
 
@@ -245,36 +278,33 @@ def test_rotating_twice_in_a_row_clones_the_clone(cloud: LocalCloud, setup: Rota
     assert _differences(setup, setup.app_user, second) == []
 
 
-class _CrashingCloner(AccountCloner):
-    """Stops after a number of statements, like a setSecret whose Lambda was killed."""
-
-    def __init__(self, connection: Any, crash_after: int) -> None:
-        super().__init__(connection)
-        self._remaining = crash_after
-
-    def _execute(self, statement: str, args: Any = None) -> list[tuple[Any, ...]]:
-        if not statement.upper().startswith(("SELECT", "SHOW", "SET SESSION")):
-            if self._remaining == 0:
-                raise TimeoutError("Task timed out (simulated crash)")
-            self._remaining -= 1
-        return super()._execute(statement, args)
-
-
 @pytest.mark.parametrize("crash_point", ["after-create-user", "after-half-the-grants"])
 def test_a_crashed_set_secret_is_completed_by_the_retry(
-    cloud: LocalCloud, setup: RotationSetup, crash_point: str
+    cloud: LocalCloud, setup: RotationSetup, crash_point: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     arn = setup.create_app_secret()
     token = str(uuid.uuid4())
     pending_user = rotated_username(setup.app_user, token)
     grants = len(_grant_lines(setup, setup.app_user))
-    # CREATE USER, ALTER USER (options), then the grants other than USAGE, which CREATE USER gave.
-    crash_after = 1 if crash_point == "after-create-user" else 2 + (grants - 1) // 2
-    with setup.master() as master, pytest.raises(TimeoutError):
-        _CrashingCloner(master, crash_after).clone(setup.app_user, pending_user, "SomeEarlierPassw0rd")
+    # CREATE USER, ALTER USER (options), ALTER USER (TLS), then the grants other than USAGE, which CREATE USER gave.
+    remaining = [1 if crash_point == "after-create-user" else 3 + (grants - 1) // 2]
+    execute = AccountCloner._execute
+
+    def killed_midway(cloner: AccountCloner, statement: str, args: Any = None) -> list[tuple[Any, ...]]:
+        """Stops after a number of changes, like a setSecret whose Lambda was killed."""
+        if not statement.upper().startswith(("SELECT", "SHOW", "SET SESSION")):
+            if remaining[0] == 0:
+                raise TimeoutError("Task timed out (simulated crash)")
+            remaining[0] -= 1
+        return execute(cloner, statement, args)
+
+    monkeypatch.setattr(AccountCloner, "_execute", killed_midway)
+    with pytest.raises(ClientError, match="simulated crash"):
+        setup.rotate(arn, token)
+    monkeypatch.setattr(AccountCloner, "_execute", execute)
     assert _differences(setup, setup.app_user, pending_user), "the crash left an incomplete clone"
 
-    setup.rotate(arn, token)  # Secrets Manager's retry of the same rotation
+    assert all("errorType" not in result for result in setup.retry(arn, token))
 
     assert _secret(arn)["username"] == pending_user
     assert _differences(setup, setup.app_user, pending_user) == []
@@ -383,3 +413,250 @@ def test_a_client_logging_in_with_awscurrent_never_fails_during_rotation(
         stop.set()
         thread.join()
     assert failures == [] and logins > 5
+
+
+# ---------------------------------------------------------------- whoever writes the application secret gains nothing
+
+
+def _rotation_refused(setup: RotationSetup, arn: str, before: dict[str, Any]) -> str:
+    """Rotate; the rotation must fail, leave AWSCURRENT as it was and create no user. Returns the error."""
+    with pytest.raises(ClientError) as failed:
+        setup.rotate(arn)
+    assert _secret(arn) == before
+    with setup.engine.connect(autocommit=True) as root, root.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM mysql.user WHERE User LIKE %s", ("%\\_r________",))
+        assert cursor.fetchone()[0] == 0, "a rotated user was created"
+    return str(failed.value.response["Error"]["Message"])
+
+
+@pytest.mark.parametrize("master_kind", ["own-host", "rds-managed"])
+def test_the_master_user_is_never_cloned(cloud: LocalCloud, plain_setup: RotationSetup, master_kind: str) -> None:
+    """An application secret holding the master user (what terraform-aws-wandb gives W&B) is refused before
+    anything is created, also when the two secrets spell the server differently (reader vs writer endpoint)."""
+    setup = plain_setup
+    master_arn = setup.master_arn
+    overrides: dict[str, Any] = {"username": "wandb_master", "password": MASTER_PASSWORD, "ssl_cert": None}
+    if master_kind == "rds-managed":
+        serve_locally("wandb", setup.engine.port)
+        master_arn = _rds_managed_master()
+        overrides["host"] = READER_HOST  # the master connects to the writer endpoint, another name
+    secret = {k: v for k, v in setup.app_secret(masterarn=master_arn, **overrides).items() if v is not None}
+    arn = boto3.client("secretsmanager").create_secret(
+        Name=f"wandb-ops/wandb/master-as-app-{uuid.uuid4().hex[:6]}", SecretString=json.dumps(secret)
+    )["ARN"]
+    message = _rotation_refused(setup, arn, secret)
+    assert "createSecret" in message and "is the master user" in message and "RDS-managed" in message
+    with setup.master() as master, master.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'wandb\\_master\\_r%'")
+        assert cursor.fetchone()[0] == 0
+
+
+def test_the_master_password_goes_only_to_the_database_of_the_stack(
+    cloud: LocalCloud, plain_setup: RotationSetup
+) -> None:
+    """With an RDS-managed master secret (no host), an application secret pointing at another server with
+    ssl false used to receive the master password in clear text. Now nothing connects to that server."""
+    setup = plain_setup
+    serve_locally("wandb", setup.engine.port)
+    rogue = RogueMysqlServer().start()
+    try:
+        for host, port in ((rogue.host, rogue.port), (WRITER_HOST, rogue.port)):
+            secret = {
+                k: v
+                for k, v in setup.app_secret(
+                    masterarn=_rds_managed_master(), host=host, port=port, ssl=False, ssl_cert=None, ssl_key=None
+                ).items()
+                if v is not None
+            }
+            arn = boto3.client("secretsmanager").create_secret(
+                Name=f"wandb-ops/wandb/elsewhere-{uuid.uuid4().hex[:6]}", SecretString=json.dumps(secret)
+            )["ARN"]
+            message = _rotation_refused(setup, arn, secret)
+            assert "application secret" in message and "not an endpoint of the database wandb" in message
+        assert rogue.connections == 0 and not rogue.got(MASTER_PASSWORD)
+    finally:
+        rogue.stop()
+    _assert_no_password_logged(cloud, MASTER_PASSWORD, setup.app_password)
+
+
+def test_the_application_secrets_ssl_false_never_turns_the_masters_tls_off(
+    cloud: LocalCloud, plain_setup: RotationSetup
+) -> None:
+    """A master that must use TLS keeps it when the application secret says "ssl": false (its host is the same
+    server: the application user's own login may go without TLS, the master's may not)."""
+    setup = plain_setup
+    with setup.engine.connect(autocommit=True) as root, root.cursor() as cursor:
+        cursor.execute("CREATE USER IF NOT EXISTS 'tls_master'@'%%' IDENTIFIED BY %s REQUIRE SSL", (MASTER_PASSWORD,))
+        cursor.execute("GRANT ALL PRIVILEGES ON *.* TO 'tls_master'@'%' WITH GRANT OPTION")
+    master = {"host": "127.0.0.1", "port": setup.engine.port, "username": "tls_master", "password": MASTER_PASSWORD}
+    master_arn = boto3.client("secretsmanager").create_secret(
+        Name=f"wandb-ops/wandb/tls-master-{uuid.uuid4().hex[:6]}", SecretString=json.dumps(master)
+    )["ARN"]
+    arn = setup.create_app_secret(masterarn=master_arn, ssl=False, ssl_cert=None, ssl_key=None)
+    try:
+        setup.rotate(arn)
+        assert _differences(setup, setup.app_user, _secret(arn)["username"]) == []
+    finally:
+        with setup.engine.connect(autocommit=True) as root, root.cursor() as cursor:
+            cursor.execute("DROP USER IF EXISTS 'tls_master'@'%'")
+
+
+def test_a_secret_whose_password_does_not_log_in_is_refused(cloud: LocalCloud, plain_setup: RotationSetup) -> None:
+    setup = plain_setup
+    secret = setup.app_secret(password="NotThePassw0rdOfThisUser", ssl_cert=None, ssl_key=None)
+    secret = {k: v for k, v in secret.items() if v is not None}
+    arn = boto3.client("secretsmanager").create_secret(
+        Name=f"wandb-ops/wandb/wrong-password-{uuid.uuid4().hex[:6]}", SecretString=json.dumps(secret)
+    )["ARN"]
+    message = _rotation_refused(setup, arn, secret)
+    assert f"does not log in as '{setup.app_user}'" in message and "MySQL error 1045" in message
+    assert "nothing was created" in message
+
+
+def test_a_client_certificate_the_account_requires_is_asked_for(cloud: LocalCloud, setup: RotationSetup) -> None:
+    """Both profiles require a client certificate (REQUIRE X509, REQUIRE SUBJECT ... ISSUER)."""
+    secret = {k: v for k, v in setup.app_secret(ssl_cert=None, ssl_key=None).items() if v is not None}
+    arn = boto3.client("secretsmanager").create_secret(
+        Name=f"wandb-ops/wandb/no-cert-{uuid.uuid4().hex[:6]}", SecretString=json.dumps(secret)
+    )["ARN"]
+    message = _rotation_refused(setup, arn, secret)
+    assert "requires a client certificate" in message and "'ssl_cert' and 'ssl_key'" in message
+
+
+def _pending_written_by_someone_else(setup: RotationSetup, arn: str, **changes: Any) -> str:
+    """A rotation left at AWSPENDING whose pending version someone else wrote: the token, once the
+    rotation function has been configured by one normal rotation."""
+    setup.rotate(arn)
+    current = _secret(arn)
+    token = str(uuid.uuid4())
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=arn,
+        ClientRequestToken=token,
+        SecretString=json.dumps({**current, **changes}),
+        VersionStages=["AWSPENDING"],
+    )
+    return token
+
+
+def test_a_pending_version_naming_the_master_never_changes_its_password(
+    cloud: LocalCloud, plain_setup: RotationSetup
+) -> None:
+    """setSecret used to set the pending password on an account that existed: the master's, here."""
+    setup = plain_setup
+    arn = setup.create_app_secret(ssl_cert=None, ssl_key=None)
+    token = _pending_written_by_someone_else(setup, arn, username="wandb_master", password="Attacker5Choice")
+    result = setup.retry(arn, token, "setSecret")[0]
+    assert "not 'app" in result["errorMessage"] and "refused" in result["errorMessage"]
+    with setup.master():  # the master password still works
+        pass
+    with pytest.raises(pymysql.MySQLError):
+        setup.engine.connect(user="wandb_master", password="Attacker5Choice").close()
+
+
+def test_a_pending_user_that_exists_already_is_left_alone(cloud: LocalCloud, plain_setup: RotationSetup) -> None:
+    """The pending name is derived from the token; an account of that name made by someone else is not
+    completed as a clone (no password, no grants)."""
+    setup = plain_setup
+    arn = setup.create_app_secret(ssl_cert=None, ssl_key=None)
+    setup.rotate(arn)
+    current = _secret(arn)
+    token = str(uuid.uuid4())
+    squatter = rotated_username(current["username"], token)
+    with setup.engine.connect(autocommit=True) as root, root.cursor() as cursor:
+        cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY 'Squatter5Own'", (squatter,))
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=arn,
+        ClientRequestToken=token,
+        SecretString=json.dumps({**current, "username": squatter, "password": "AnotherPassw0rd"}),
+        VersionStages=["AWSPENDING"],
+    )
+    result = setup.retry(arn, token, "setSecret")[0]
+    assert "exists already" in result["errorMessage"]
+    with setup.engine.connect(user=squatter, password="Squatter5Own") as squatter_login, squatter_login.cursor() as c:
+        c.execute("SHOW GRANTS")
+        assert [row[0] for row in c.fetchall() if "wandb_local" in row[0]] == []
+
+
+@pytest.mark.parametrize("changed", ["host", "masterarn", "port"])
+def test_a_pending_version_may_change_only_user_and_password(
+    cloud: LocalCloud, plain_setup: RotationSetup, changed: str
+) -> None:
+    setup = plain_setup
+    arn = setup.create_app_secret(ssl_cert=None, ssl_key=None)
+    value = {"host": WRITER_HOST, "masterarn": _rds_managed_master(), "port": setup.engine.port + 1}[changed]
+    token = str(uuid.uuid4())
+    setup.rotate(arn)
+    current = _secret(arn)
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=arn,
+        ClientRequestToken=token,
+        SecretString=json.dumps({**current, "username": rotated_username(current["username"], token), changed: value}),
+        VersionStages=["AWSPENDING"],
+    )
+    result = setup.retry(arn, token, "setSecret")[0]
+    assert f"changes {changed} of the current one" in result["errorMessage"]
+
+
+# ---------------------------------------------------------------- the clone check compares what the server stores
+
+
+def test_column_grants_made_in_any_order_are_the_same_privileges(cloud: LocalCloud, plain_setup: RotationSetup) -> None:
+    """MariaDB lists a privilege's columns in the order they were granted: the clone's list comes out in
+    another order, and the text comparison failed testSecret on every retry."""
+    setup = plain_setup
+    account = f"'{setup.app_user}'@'%'"
+    with setup.master() as master, master.cursor() as cursor:
+        cursor.execute(f"GRANT SELECT (name, id), UPDATE (owner, name) ON wandb_local.runs TO {account}")
+        cursor.execute(f"GRANT SELECT (owner), INSERT (id, owner, name) ON wandb_local.runs TO {account}")
+    arn = setup.create_app_secret(ssl_cert=None, ssl_key=None)
+    setup.rotate(arn)
+    clone = _secret(arn)["username"]
+    assert _differences(setup, setup.app_user, clone) == []
+    with setup.master() as master, master.cursor() as cursor:
+        cursor.execute(f"REVOKE UPDATE (owner) ON wandb_local.runs FROM '{clone}'@'%'")
+    assert any("columns_priv" in line and "owner" in line for line in _differences(setup, setup.app_user, clone))
+
+
+def test_escaped_and_unescaped_database_grants_are_different_privileges(
+    cloud: LocalCloud, plain_setup: RotationSetup
+) -> None:
+    """`wandb\\_local` names one database, `wandb_local` (with wildcards on) every `wandb?local`: the clone keeps
+    each as it is, and the comparison tells them apart."""
+    setup = plain_setup
+    account = f"'{setup.app_user}'@'%'"
+    with setup.master() as master, master.cursor() as cursor:
+        cursor.execute(f"GRANT EVENT ON `wandb\\_local`.* TO {account}")
+    arn = setup.create_app_secret(ssl_cert=None, ssl_key=None)
+    setup.rotate(arn)
+    clone = _secret(arn)["username"]
+    assert _differences(setup, setup.app_user, clone) == []
+    with setup.master() as master, master.cursor() as cursor:
+        cursor.execute(f"REVOKE EVENT ON `wandb\\_local`.* FROM '{clone}'@'%'")
+        cursor.execute(f"GRANT EVENT ON `wandb_local`.* TO '{clone}'@'%'")
+    differences = _differences(setup, setup.app_user, clone)
+    assert any("mysql.db" in line and "wandb\\\\_local" in line for line in differences), differences
+
+
+TRICKY_CN = "O'Brien \\x \"q\" AND ISSUER 'x' WITH MAX_QUERIES_PER_HOUR 1"
+
+
+def test_tls_subjects_with_quotes_backslashes_and_keywords_are_cloned_exactly(
+    cloud: LocalCloud, plain_setup: RotationSetup
+) -> None:
+    """MySQL 9 prints REQUIRE SUBJECT values without escaping quotes: the clone takes them from mysql.user."""
+    setup = plain_setup
+    with setup.master() as master, master.cursor() as cursor:
+        cursor.execute(
+            "ALTER USER %s@'%%' REQUIRE SUBJECT %s AND ISSUER %s",
+            (setup.app_user, f"/CN={TRICKY_CN}", CA_SUBJECT),
+        )
+    cert, key = setup.engine.issue_client_certificate(TRICKY_CN)
+    arn = setup.create_app_secret(ssl_cert=cert, ssl_key=key)
+    setup.rotate(arn)
+    clone = _secret(arn)["username"]
+    assert _differences(setup, setup.app_user, clone) == []
+    with setup.master() as master, master.cursor() as cursor:
+        cursor.execute("SELECT x509_subject, x509_issuer FROM mysql.user WHERE User = %s", (clone,))
+        subject, issuer = (value.decode() if isinstance(value, bytes) else value for value in cursor.fetchone())
+    assert (subject, issuer) == (f"/CN={TRICKY_CN}", CA_SUBJECT)
+    assert setup.login({**_secret(arn), "ssl_cert": cert, "ssl_key": key}).startswith(clone + "@")

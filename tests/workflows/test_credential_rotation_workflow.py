@@ -18,11 +18,13 @@ import pytest
 from tests.rig.engines import Engine
 from tests.rig.fake_kubernetes import FakeKubernetes, MysqlConfig
 from tests.rig.fake_wandb_app import FakeWandbApp
+from tests.rig.lambda_runtime import SimulatedCrash
 from tests.rig.local_cloud import Execution, LocalCloud
 from tests.rig.stack import DeployedStack
 from tests.rig.wandb_deployment import SimulatedWandb
 from tests.rig.wandb_on_kubernetes import Mode, point_functions_at_engine, start_wandb_on_kubernetes
 from tests.workflows.notifications import Notification, TopicInbox
+from wandb_ops import cutover
 from wandb_ops.cutover import VERSION_PREFIX
 
 MASTER_USER, MASTER_PASSWORD = "wandb_master", "Master0fThisTestServer"
@@ -539,7 +541,7 @@ def test_onboarding_moves_wandb_off_the_master_user(master_rig: Rig) -> None:
     with rig.root() as root, root.cursor() as cursor:
         cursor.execute("SHOW GRANTS FOR 'wandb_app'@'%'")
         grants = " ".join(str(row[0]) for row in cursor.fetchall())
-    assert "ALL PRIVILEGES ON `wandb_local`.*" in grants and "ALL PRIVILEGES ON *.*" not in grants
+    assert "GRANT ALL PRIVILEGES ON `wandb" in grants and "ALL PRIVILEGES ON *.*" not in grants
     assert rig.ready() == 200 and rig.app.failed_logins == []
     [note] = rig.notifications()
     assert "RDS-managed rotation" in note.message
@@ -557,3 +559,118 @@ def test_rotating_before_onboarding_says_to_onboard(master_rig: Rig) -> None:
     assert execution.status == "FAILED"
     [note] = master_rig.notifications()
     assert "run onboarding first" in note.message
+
+
+def _login_works(rig: Rig, user: str, password: str) -> bool:
+    try:
+        rig.engine.connect(user=user, password=password).close()
+    except pymysql.MySQLError:
+        return False
+    return True
+
+
+def test_onboarding_grants_name_exactly_the_wandb_database(master_rig: Rig) -> None:
+    """`GRANT ... ON wandb_local.*` would also cover `wandbxlocal` (`_` is a wildcard in database grants)."""
+    rig = master_rig
+    with rig.root() as root, root.cursor() as cursor:
+        cursor.execute("CREATE DATABASE IF NOT EXISTS wandbxlocal")
+        cursor.execute("CREATE TABLE IF NOT EXISTS wandbxlocal.secrets (id INT)")
+    try:
+        execution = rig.run(action="onboard")
+        assert execution.status == "SUCCEEDED", execution.cause
+        app = rig.secret()
+        with rig.engine.connect(user=app["username"], password=app["password"], autocommit=True) as login:
+            with login.cursor() as cursor:
+                cursor.execute("INSERT INTO wandb_local.runs (id, name) VALUES (1, 'allowed')")
+            with pytest.raises(pymysql.MySQLError) as denied, login.cursor() as cursor:
+                cursor.execute("SELECT * FROM wandbxlocal.secrets")
+            assert denied.value.args[0] == 1142
+    finally:
+        with rig.root() as root, root.cursor() as cursor:
+            cursor.execute("DROP DATABASE IF EXISTS wandbxlocal")
+            cursor.execute("DELETE FROM wandb_local.runs")
+
+
+def test_onboarding_never_resets_the_master_password(master_rig: Rig) -> None:
+    """ApplicationUserName equal to the master's name (`wandb` on terraform-aws-wandb) used to make onboarding
+    set a new password on the master user, breaking the master secret."""
+    rig = master_rig
+    rig.stack.set_function_environment("CredentialCutoverFunction", APP_DB_USERNAME=MASTER_USER)
+    execution = rig.run(action="onboard")
+    assert execution.status == "FAILED"
+    assert _login_works(rig, MASTER_USER, MASTER_PASSWORD)
+    [note] = rig.notifications()
+    assert "ApplicationUserName" in note.message and "master user" in note.message
+    assert rig.kube.current_wandb_config().user == MASTER_USER
+
+
+def test_onboarding_never_takes_over_an_existing_account(master_rig: Rig) -> None:
+    rig = master_rig
+    with rig.root() as root, root.cursor() as cursor:
+        cursor.execute("CREATE USER 'wandb_app'@'%' IDENTIFIED BY 'Somebody5Else'")
+    execution = rig.run(action="onboard")
+    assert execution.status == "FAILED"
+    [note] = rig.notifications()
+    assert "exists already and was not created by this onboarding run" in note.message
+    assert _login_works(rig, "wandb_app", "Somebody5Else")
+    with rig.root() as root, root.cursor() as cursor:
+        cursor.execute("SHOW GRANTS FOR 'wandb_app'@'%'")
+        assert not [row for row in cursor.fetchall() if "wandb" in str(row[0]).split(" TO ")[0]]
+    assert rig.kube.current_wandb_config().user == MASTER_USER
+
+
+def test_onboarding_never_uses_a_password_found_in_the_secret(master_rig: Rig) -> None:
+    """A secret someone else created before onboarding (their password, their master): onboarding writes its
+    own version, so W&B never runs on a password or master that someone else chose."""
+    rig = master_rig
+    boto3.client("secretsmanager").create_secret(
+        Name=APP_SECRET,
+        SecretString=json.dumps(
+            {
+                "engine": "mysql",
+                "host": rig.engine.host,
+                "port": rig.engine.port,
+                "username": "wandb_app",
+                "password": "Chosen8yOthers",
+                "masterarn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:theirs-AbCdEf",
+            }
+        ),
+    )
+    execution = rig.run(action="onboard")
+    assert execution.status == "SUCCEEDED", execution.cause
+    app = rig.secret()
+    assert app["password"] != "Chosen8yOthers" and app["masterarn"] == rig.master_arn
+    assert rig.kube.current_wandb_config().password == app["password"]
+    assert not _login_works(rig, "wandb_app", "Chosen8yOthers")
+
+
+def test_a_retried_onboarding_step_finishes_what_it_started(master_rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The onboard step killed after creating the user: the same run's retry finds its own secret version and
+    user (its password logs in) and finishes the grants; nothing is refused, nothing done twice."""
+    rig = master_rig
+    execution = rig.machine.replace(":stateMachine:", ":execution:") + ":onboard-retry"
+    function = rig.stack.function_arn("CredentialCutoverFunction")
+
+    def invoke(task: dict[str, Any]) -> dict[str, Any]:
+        response = boto3.client("lambda").invoke(FunctionName=function, Payload=json.dumps(task))
+        result: dict[str, Any] = json.loads(response["Payload"].read())
+        return result
+
+    plan = invoke({"action": "preflight", "input": {"action": "onboard", "source": "test"}, "execution": execution})
+    assert plan["mode"] == "onboard", plan
+    def killed(*args: Any) -> str:
+        raise SimulatedCrash
+
+    monkeypatch.setattr(cutover, "database_grant_name", killed)
+    crashed = invoke({"action": "onboard", "plan": plan, "execution": execution})
+    assert crashed.get("errorType") == "Runtime.ExitError", crashed
+    assert "wandb_app" in rig.users()
+    monkeypatch.undo()
+    onboarded = invoke({"action": "onboard", "plan": plan, "execution": execution})
+    assert onboarded.get("new_user") == "wandb_app", onboarded
+    app = rig.secret()
+    with (
+        rig.engine.connect(user="wandb_app", password=app["password"], autocommit=True) as login,
+        login.cursor() as cursor,
+    ):
+        cursor.execute("SELECT COUNT(*) FROM wandb_local.runs")  # the grants the crash cut off are there

@@ -29,14 +29,17 @@ from pydantic import Field, RootModel
 from wandb_ops.aws import error_code
 from wandb_ops.errors import ConfigurationError, WandbOpsError
 from wandb_ops.kubernetes_access import KubernetesApi
+from wandb_ops.master_access import MasterAccess
 from wandb_ops.models import StrictModel
 from wandb_ops.mysql_accounts import (
     DEFAULT_CA_BUNDLE,
-    PASSWORD_REUSE_REFUSED,
     AccountRetirer,
     Connector,
     DbSecret,
+    database_grant_name,
+    database_wildcards_apply,
     load_db_secret,
+    logged_in_account,
 )
 from wandb_ops.polling import backoff
 from wandb_ops.rollout import RolloutFailedError, refuse_paused, restart_patch, restarted_for, rollout_status
@@ -254,6 +257,7 @@ class CutoverDeps:
     kubernetes: Callable[[], KubernetesApi]
     target: Callable[[KubernetesApi], WandbTarget]
     connector: Connector
+    master: MasterAccess
     http: Callable[[str, str, dict[str, str], bytes | None], HttpResponse]  # method, url, headers, body
     now: Callable[[], datetime]
     _api: KubernetesApi | None = None
@@ -273,9 +277,9 @@ class Cutover:
 
     # ------------------------------------------------------------ secrets
 
-    def _read(self, ref: SecretRef, what: str, defaults: dict[str, Any] | None = None) -> DbSecret:
+    def _read(self, ref: SecretRef, what: str) -> DbSecret:
         version = {"VersionId": ref.version_id} if ref.version_id else {"VersionStage": "AWSCURRENT"}
-        return load_db_secret(self.deps.secretsmanager, ref.secret_arn, what, CutoverError, defaults, **version)
+        return load_db_secret(self.deps.secretsmanager, ref.secret_arn, what, CutoverError, **version)
 
     def _describe(self, secret_id: str) -> dict[str, Any] | None:
         try:
@@ -296,9 +300,10 @@ class Cutover:
         return described
 
     def _credentials(self, ref: SecretRef, plan: Plan) -> DbSecret:
+        """A side of the switch: the application secret's version, or (onboarding) the master user on
+        the server its credentials may go to (wandb_ops.master_access)."""
         if plan.mode == "onboard" and ref == plan.old:
-            app = self._read(plan.new, "application") if plan.new else None
-            return self._read(ref, "master", app.server() if app else None)
+            return self.deps.master.connection(ref.secret_arn, CutoverError).secret
         return self._read(ref, "application")
 
     # ------------------------------------------------------------ preflight
@@ -447,8 +452,7 @@ class Cutover:
             raise CutoverError(
                 "the application secret has no 'masterarn': onboarding writes it; add the master secret's ARN"
             )
-        # An RDS-managed master secret holds only username and password: the server is the application's.
-        return self._read(SecretRef(secret_arn=app.masterarn), "master", app.server()).username
+        return self.deps.master.load(app.masterarn, CutoverError).username
 
     def _plan_onboarding(self, wandb_user: str, execution: str) -> Plan:
         master_arn = self.settings.master_secret_arn
@@ -457,14 +461,18 @@ class Cutover:
                 "onboarding needs the master secret: set the stack parameter MasterSecretArn (the Aurora master "
                 "user's secret) and redeploy"
             )
-        master_user = self._read_raw_username(master_arn)
+        master_user = self.deps.master.load(master_arn, CutoverError).username
         existing = self._describe(self.settings.database_secret)
         app_user = self.settings.app_username
         if existing is not None:
             current = self._read(SecretRef(secret_arn=existing["ARN"]), "application")
             if wandb_user == current.username:
                 return Plan(mode="nothing", reason=f"already onboarded: W&B uses '{wandb_user}' of {existing['ARN']}")
-            app_user = current.username
+        if app_user == master_user:
+            raise ConfigurationError(
+                f"ApplicationUserName is '{app_user}', the master user's name: onboarding creates a new user and never "
+                "touches the master. Set the stack parameter ApplicationUserName to another name (default wandb_app)"
+            )
         if wandb_user != master_user:
             raise CutoverError(
                 f"W&B connects as '{wandb_user}', not as the master user '{master_user}' of {master_arn}: onboarding "
@@ -483,17 +491,6 @@ class Cutover:
             restore_current_on_rollback=False,
             retire_old=False,
         )
-
-    def _read_raw_username(self, secret_arn: str) -> str:
-        try:
-            raw = self.deps.secretsmanager.get_secret_value(SecretId=secret_arn, VersionStage="AWSCURRENT")[
-                "SecretString"
-            ]
-            return str(json.loads(raw)["username"])
-        except ClientError as exc:
-            raise CutoverError(f"cannot read the master secret {secret_arn}: {error_code(exc)}") from None
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise CutoverError(f"the master secret {secret_arn} is not JSON with a 'username'") from None
 
     # ------------------------------------------------------------ rotate
 
@@ -540,50 +537,91 @@ class Cutover:
     # ------------------------------------------------------------ onboard
 
     def onboard(self, plan: Plan, execution: str) -> dict[str, Any]:
+        """Create the application user and its secret. Only ever a new account: one that exists already is
+        refused unless this run made it (a retry finds this run's secret version, whose password logs in)."""
         assert plan.old and plan.new
         wandb = self.deps.wandb().read()
-        server = {"engine": "mysql", "host": wandb.host, "port": wandb.port, "ssl": True}
-        master = self._read(plan.old, "master", server)
-        existing = self._describe(self.settings.database_secret)
-        if existing is None:
-            password = self.deps.secretsmanager.get_random_password(
-                PasswordLength=self.settings.password_length, ExcludePunctuation=True, IncludeSpace=False
-            )["RandomPassword"]
-            value = {
-                **server,
-                "username": plan.new_user,
-                "password": password,
-                "dbname": wandb.database,
-                "masterarn": plan.old.secret_arn,
-            }
-            self.deps.secretsmanager.create_secret(
-                Name=self.settings.database_secret,
-                ClientRequestToken=rotation_token(execution),
-                Description=f"W&B application database user of {self.settings.namespace}, rotated by wandb-ops",
-                SecretString=json.dumps(value),
-                Tags=[{"Key": "managed-by", "Value": "wandb-ops"}],
+        master_connection = self.deps.master.connection(plan.old.secret_arn, CutoverError)
+        if not master_connection.is_this_database(wandb.host, wandb.port):
+            raise CutoverError(
+                f"W&B connects to {wandb.host}:{wandb.port}, which is not {master_connection.where}: onboarding only "
+                "creates users on that database (the master password goes nowhere else). Nothing was changed"
             )
-            existing = self._app_secret()
-        app_ref = SecretRef(
-            secret_arn=existing["ARN"], version_id=_version_with(existing.get("VersionIdsToStages", {}), "AWSCURRENT")
-        )
+        master, user, token = master_connection.secret, plan.new_user, rotation_token(execution)
+        existing = self._describe(self.settings.database_secret)
+        ours = existing is not None and _version_with(existing.get("VersionIdsToStages", {}), "AWSCURRENT") == token
+        try:
+            with self.deps.connector.connect(master) as connection:
+                if user == logged_in_account(connection)[0]:
+                    raise CutoverError(f"'{user}' is the master user: onboarding never touches it. Nothing was changed")
+                exists = bool(AccountRetirer(connection).hosts(user))
+                wildcards = database_wildcards_apply(connection)
+        except pymysql.MySQLError as exc:
+            raise self._master_failed(master, "reading the accounts", exc) from None
+        if exists and not ours:
+            raise CutoverError(
+                f"a database user '{user}' exists already and was not created by this onboarding run: onboarding never "
+                "gives an existing account a password or privileges. Drop it if it is a leftover of an earlier "
+                "onboarding, or set the stack parameter ApplicationUserName to a new name; nothing was changed"
+            )
+        if not ours:
+            server = {"engine": master.engine, "host": wandb.host, "port": wandb.port, "ssl": master.ssl}
+            self._write_application_secret(
+                existing,
+                token,
+                {**server, "username": user, "dbname": wandb.database, "masterarn": plan.old.secret_arn},
+            )
+        app_ref = SecretRef(secret_arn=self._app_secret()["ARN"], version_id=token)
         app = self._read(app_ref, "application")
+        if exists:
+            self._prove_login(app)
         try:
             with self.deps.connector.connect(master) as connection, connection.cursor() as cursor:
-                cursor.execute("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", (app.username, app.password))
-                try:
-                    cursor.execute("ALTER USER %s@'%%' IDENTIFIED BY %s", (app.username, app.password))
-                except pymysql.MySQLError as exc:
-                    if exc.args[0] != PASSWORD_REUSE_REFUSED:
-                        raise
-                database = wandb.database.replace("`", "``")
-                cursor.execute(f"GRANT {self.settings.app_privileges} ON `{database}`.* TO %s@'%%'", (app.username,))
+                if not exists:
+                    cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (user, app.password))
+                database = database_grant_name(wandb.database, wildcards)
+                cursor.execute(f"GRANT {self.settings.app_privileges} ON {database}.* TO %s@'%%'", (user,))
         except pymysql.MySQLError as exc:
-            raise CutoverError(
-                f"creating '{app.username}' as master user '{master.username}' on {master.host}:{master.port} failed "
-                f"(MySQL error {exc.args[0] if exc.args else '?'}). Nothing was changed in W&B"
-            ) from None
-        return plan.model_copy(update={"new": app_ref, "new_user": app.username}).model_dump()
+            raise self._master_failed(master, f"creating '{user}'", exc) from None
+        return plan.model_copy(update={"new": app_ref, "new_user": user}).model_dump()
+
+    def _write_application_secret(self, existing: dict[str, Any] | None, token: str, fields: dict[str, Any]) -> None:
+        """This run's version of the application secret, AWSCURRENT: a new password it generated, never one
+        found in a secret someone else may have written."""
+        password = self.deps.secretsmanager.get_random_password(
+            PasswordLength=self.settings.password_length, ExcludePunctuation=True, IncludeSpace=False
+        )["RandomPassword"]
+        value = json.dumps({**fields, "password": password})
+        if existing is None:
+            self.deps.secretsmanager.create_secret(
+                Name=self.settings.database_secret,
+                ClientRequestToken=token,
+                Description=f"W&B application database user of {self.settings.namespace}, rotated by wandb-ops",
+                SecretString=value,
+                Tags=[{"Key": "managed-by", "Value": "wandb-ops"}],
+            )
+        else:
+            self.deps.secretsmanager.put_secret_value(
+                SecretId=existing["ARN"], ClientRequestToken=token, SecretString=value, VersionStages=["AWSCURRENT"]
+            )
+
+    def _prove_login(self, app: DbSecret) -> None:
+        try:
+            with self.deps.connector.connect(app) as connection:
+                if logged_in_account(connection)[0] == app.username:
+                    return
+        except pymysql.MySQLError:
+            pass
+        raise CutoverError(
+            f"a database user '{app.username}' exists and this run's password does not log in as it: it was not "
+            "created by this onboarding run and is left alone. Drop it or choose another ApplicationUserName"
+        )
+
+    def _master_failed(self, master: DbSecret, action: str, exc: pymysql.MySQLError) -> CutoverError:
+        return CutoverError(
+            f"{action} as master user '{master.username}' on {master.host}:{master.port} failed "
+            f"(MySQL error {exc.args[0] if exc.args else '?'}). Nothing was changed in W&B"
+        )
 
     # ------------------------------------------------------------ switch W&B
 
@@ -713,7 +751,9 @@ class Cutover:
         master_arn = staying.masterarn or (plan.old.secret_arn if plan.mode == "onboard" and plan.old else None)
         if not master_arn:
             raise CutoverError("the application secret has no 'masterarn': cannot retire users without the master")
-        master = self._read(SecretRef(secret_arn=master_arn), "master", staying.server())
+        master = self.deps.master.connection(master_arn, CutoverError).for_server_of(
+            staying, "application secret", CutoverError
+        )
         with self.deps.connector.connect(master) as connection:
             accounts = AccountRetirer(connection)
             if not accounts.hosts(user):

@@ -3,8 +3,14 @@ a tokenizer that respects quoting, and parsers for the lines of `SHOW GRANTS` an
 `SHOW CREATE USER`. Statements are re-targeted by replacing the grantee's exact span in
 the original text, so everything else (column lists, quoted names, options) is kept
 verbatim; nothing is split on strings like " TO ".
+
+TLS requirements are the exception: MySQL 8/9 print `REQUIRE SUBJECT/ISSUER/CIPHER` values
+without escaping quotes, so the printed clause cannot be tokenised reliably. They are read
+from `mysql.user` (``TlsRequirement``), the printed clause is cut out only where it is found
+exactly once, and the requirement is re-applied from the column values, quoted by the driver.
 """
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -117,13 +123,13 @@ class GrantLine:
     kind: str  # "grant" | "revoke" | "default_role"
     grantee: tuple[int, int]
     identified: tuple[int, int] | None
+    require: tuple[int, int] | None = None  # MariaDB's REQUIRE clause: re-applied from mysql.user instead
 
     def retarget(self, account_sql: str) -> str:
-        """The same statement for another account, without any password clause."""
+        """The same statement for another account, without any password or TLS clause."""
         text = self.text
         cuts = [(self.grantee, account_sql)]
-        if self.identified:
-            cuts.append((self.identified, ""))
+        cuts += [(span, "") for span in (self.identified, self.require) if span]
         for (start, end), replacement in sorted(cuts, reverse=True):
             text = text[:start] + replacement + text[end:]
         return text.strip()
@@ -152,13 +158,86 @@ def parse_grant_line(line: str) -> GrantLine:
     first = positions[0] + 1
     end = _account_end(tokens, first)
     grantee = (tokens[first].start, tokens[end - 1].end)
-    identified = None
-    if end < len(tokens) and tokens[end].is_word("IDENTIFIED"):
-        stop = end + 1
-        while stop < len(tokens) and not tokens[stop].is_word("REQUIRE", "WITH"):
-            stop += 1
-        identified = (tokens[end].start, tokens[stop].start if stop < len(tokens) else len(line))
-    return GrantLine(line, kind, grantee, identified)
+    identified = require = None
+    position = end
+    if position < len(tokens) and tokens[position].is_word("IDENTIFIED"):
+        position = _next_clause(tokens, position + 1, "REQUIRE", "WITH")
+        identified = (tokens[end].start, _start_of(tokens, position, line))
+    if position < len(tokens) and tokens[position].is_word("REQUIRE"):
+        stop = _next_clause(tokens, position + 1, "WITH")
+        require = (tokens[position].start, _start_of(tokens, stop, line))
+    return GrantLine(line, kind, grantee, identified, require)
+
+
+def _next_clause(tokens: list[Token], position: int, *words: str) -> int:
+    while position < len(tokens) and not tokens[position].is_word(*words):
+        position += 1
+    return position
+
+
+def _start_of(tokens: list[Token], position: int, text: str) -> int:
+    return tokens[position].start if position < len(tokens) else len(text)
+
+
+# ---------------------------------------------------------------- TLS requirements
+
+
+_TLS_TYPES = {"": "NONE", "ANY": "SSL", "X509": "X509"}
+
+
+@dataclass(frozen=True)
+class TlsRequirement:
+    """An account's TLS requirement as ``mysql.user`` stores it (ssl_type, ssl_cipher, x509_issuer,
+    x509_subject): the source of truth, since the printed clause is not always parseable."""
+
+    ssl_type: str
+    cipher: str = ""
+    issuer: str = ""
+    subject: str = ""
+
+    def _items(self) -> list[tuple[str, str]]:
+        return [(word, value) for word, value in (("SUBJECT", self.subject), ("ISSUER", self.issuer),
+                                                 ("CIPHER", self.cipher)) if value]  # fmt: skip
+
+    def clause(self) -> tuple[str, list[str]]:
+        """``REQUIRE ...`` with %s placeholders for the values, and the values: the driver quotes them."""
+        if self.ssl_type in _TLS_TYPES:
+            return f"REQUIRE {_TLS_TYPES[self.ssl_type]}", []
+        items = self._items()
+        if self.ssl_type != "SPECIFIED" or not items:
+            raise GrammarError(f"unknown TLS requirement (ssl_type {self.ssl_type!r}): refusing to guess it")
+        return "REQUIRE " + " AND ".join(f"{word} %s" for word, _ in items), [value for _, value in items]
+
+    def printed_forms(self) -> set[str]:
+        """Every way a server prints this requirement: MariaDB escapes the values and orders them ISSUER,
+        SUBJECT, CIPHER; MySQL prints them raw as SUBJECT, ISSUER, CIPHER; either may join with AND."""
+        if self.ssl_type in _TLS_TYPES:
+            return {f"REQUIRE {_TLS_TYPES[self.ssl_type]}"}
+        forms = set()
+        for order in itertools.permutations(self._items()):
+            for quote in (lambda value: value, lambda value: quote_string(value)[1:-1]):
+                for joint in (" ", " AND "):
+                    forms.add("REQUIRE " + joint.join(f"{word} '{quote(value)}'" for word, value in order))
+        return forms
+
+
+def cut_require(statement: str, tls: TlsRequirement) -> str:
+    """``statement`` without its REQUIRE clause, which must be found exactly once (or, for no
+    requirement, not at all): a clause that cannot be located unambiguously is refused."""
+    spans = {
+        (found.start(), found.end())
+        for form in tls.printed_forms()
+        for found in re.finditer(re.escape(" " + form) + r"(?=\s|$)", statement)
+    }
+    if len(spans) == 1:
+        start, end = spans.pop()
+        return statement[:start] + statement[end:]
+    if not spans and tls.ssl_type == "":
+        return statement  # MariaDB prints nothing for REQUIRE NONE
+    raise GrammarError(
+        f"the TLS requirement ({tls.ssl_type}) appears {len(spans)} times in SHOW CREATE USER, not once: "
+        "it cannot be read unambiguously, so it is not copied"
+    )
 
 
 # ---------------------------------------------------------------- SHOW CREATE USER
@@ -170,15 +249,20 @@ _CLAUSE_STARTS_ALSO = ("COMMENT", "ATTRIBUTE", "DEFAULT")
 
 @dataclass(frozen=True)
 class CreateUser:
-    """What SHOW CREATE USER says, minus the account and its password."""
+    """What SHOW CREATE USER says, minus the account, its password and its TLS requirement."""
 
     plugin: str
     default_roles: str  # the roles list of DEFAULT ROLE, verbatim, or ""
-    options: str  # REQUIRE / WITH limits / PASSWORD / ACCOUNT / ... clauses, verbatim
+    options: str  # WITH limits / PASSWORD / ACCOUNT / ... clauses, verbatim
 
 
-def parse_create_user(statement: str) -> CreateUser:
-    tokens = tokenize(statement)
+def parse_create_user(statement: str, tls: TlsRequirement) -> CreateUser:
+    text = cut_require(statement, tls)
+    tokens = tokenize(text)
+    if any(
+        token.is_word("REQUIRE") and not tokens[index - 1].is_word("PASSWORD") for index, token in _top_level(tokens)
+    ):
+        raise GrammarError("SHOW CREATE USER has a REQUIRE clause that does not match mysql.user: not copied")
     if len(tokens) < 3 or not (tokens[0].is_word("CREATE") and tokens[1].is_word("USER")):
         raise GrammarError("not a CREATE USER statement")
     position = _account_end(tokens, 2)
@@ -191,9 +275,9 @@ def parse_create_user(statement: str) -> CreateUser:
         position = start
         while position < len(tokens) and not tokens[position].is_word(*_CLAUSE_STARTS, *_CLAUSE_STARTS_ALSO):
             position += 1
-        end = tokens[position].start if position < len(tokens) else len(statement)
-        default_roles = statement[tokens[start].start : end].strip()
-    options = statement[tokens[position].start :].strip() if position < len(tokens) else ""
+        end = tokens[position].start if position < len(tokens) else len(text)
+        default_roles = text[tokens[start].start : end].strip()
+    options = text[tokens[position].start :].strip() if position < len(tokens) else ""
     return CreateUser(plugin=plugin, default_roles=default_roles, options=options)
 
 

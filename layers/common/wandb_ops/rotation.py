@@ -3,6 +3,11 @@ creates a new user (name derived from the base name and the token), makes it an 
 clone of the current one as the master user, proves it, then moves AWSCURRENT to it.
 The old user stays: the cut-over workflow removes it once W&B no longer uses it.
 
+The application secret is not trusted (anyone allowed to write it must gain nothing): the
+master password goes only to this database (``master_access``), the current credentials
+must log in before anything is done, the master user is never cloned, and an account that
+exists already is never given a password or grants.
+
 Every step is idempotent and may be retried at any point (Secrets Manager retries).
 Passwords never reach a log line or an error message.
 """
@@ -18,7 +23,8 @@ from botocore.exceptions import ClientError
 
 from wandb_ops.aws import error_code
 from wandb_ops.errors import WandbOpsError
-from wandb_ops.mysql_accounts import AccountCloner, Connector, DbSecret, load_db_secret
+from wandb_ops.master_access import MasterAccess
+from wandb_ops.mysql_accounts import AccountCloner, Connector, DbSecret, load_db_secret, logged_in_account
 from wandb_ops.mysql_grammar import GrammarError
 from wandb_ops.observability import logger
 
@@ -35,6 +41,7 @@ class RotationError(WandbOpsError):
 class RotationDeps:
     secretsmanager: Any
     connector: Connector
+    master: MasterAccess
     password_length: int = 32
 
 
@@ -73,10 +80,8 @@ def rotate(deps: RotationDeps, step: str, secret_id: str, token: str) -> str:
 # ---------------------------------------------------------------- reading secrets
 
 
-def _load(
-    deps: RotationDeps, secret_id: str, what: str, defaults: dict[str, Any] | None = None, **version: str
-) -> DbSecret:
-    return load_db_secret(deps.secretsmanager, secret_id, what, RotationError, defaults, **version)
+def _load(deps: RotationDeps, secret_id: str, what: str, **version: str) -> DbSecret:
+    return load_db_secret(deps.secretsmanager, secret_id, what, RotationError, **version)
 
 
 def _pending(deps: RotationDeps, secret_id: str, token: str) -> DbSecret:
@@ -87,14 +92,75 @@ def _current(deps: RotationDeps, secret_id: str) -> DbSecret:
     return _load(deps, secret_id, "current", VersionStage="AWSCURRENT")
 
 
-def _master(deps: RotationDeps, secret_id: str, current: DbSecret) -> DbSecret:
+def _master(deps: RotationDeps, step: str, secret_id: str, current: DbSecret) -> DbSecret:
+    """The master connection for the current user's server, refused unless that server is this database."""
     if not current.masterarn:
         raise RotationError(
-            f"setSecret: secret {secret_id} has no 'masterarn': add the ARN of the secret of a user "
+            f"{step}: secret {secret_id} has no 'masterarn': add the ARN of the secret of a user "
             "that may create users and grant (the Aurora master user)"
         )
-    # An RDS-managed master secret holds only username and password: the server is the current user's.
-    return _load(deps, current.masterarn, "master", defaults=current.server(), VersionStage="AWSCURRENT")
+    try:
+        master = deps.master.connection(current.masterarn, RotationError, current.engine)
+        return master.for_server_of(current, "application secret", RotationError)
+    except RotationError as exc:
+        raise RotationError(f"{step}: {exc}") from None
+
+
+def _vetted_master(deps: RotationDeps, step: str, secret_id: str, current: DbSecret) -> DbSecret:
+    """Before anything is created: the master connection, once the current credentials are proven
+    (they log in as the user they name) and that user is not the master user."""
+    master = _master(deps, step, secret_id, current)
+    if current.username == master.username:
+        raise _master_refused(step, current.username)
+    try:
+        with deps.connector.connect(current) as connection:
+            current_account = logged_in_account(connection)
+    except pymysql.MySQLError as exc:
+        raise _login_refused(deps, step, current, master, exc) from None
+    if current_account[0] != current.username:
+        raise RotationError(
+            f"{step}: the AWSCURRENT credentials of '{current.username}' log in as '{current_account[0]}'@"
+            f"'{current_account[1]}' (an anonymous or proxied account), not as that user: refused, nothing was created"
+        )
+    try:
+        with deps.connector.connect(master) as connection:
+            master_account = logged_in_account(connection)
+    except pymysql.MySQLError as exc:
+        raise _mysql_error(step, f"login as master user '{master.username}'", exc, current, master) from None
+    if master_account[0] == current_account[0]:
+        raise _master_refused(step, current.username)
+    return master
+
+
+def _master_refused(step: str, user: str) -> RotationError:
+    return RotationError(
+        f"{step}: the AWSCURRENT user '{user}' is the master user: it is never cloned (the clone would get the "
+        "master's power). Move W&B onto an application user first (onboarding, docs/rotation.md) and rotate the "
+        "master with RDS-managed rotation (ManageMasterUserPassword); nothing was created"
+    )
+
+
+def _login_refused(
+    deps: RotationDeps, step: str, current: DbSecret, master: DbSecret, exc: pymysql.MySQLError
+) -> RotationError:
+    """Why the current credentials do not log in, in words: a missing client certificate or TLS
+    setting the account requires, or a password that does not work."""
+    code = exc.args[0] if exc.args else "?"
+    reason = f"the password in AWSCURRENT does not log in as '{current.username}' (MySQL error {code})"
+    try:
+        with deps.connector.connect(master) as connection:
+            cloner = AccountCloner(connection)
+            required = {cloner.tls(current.username, host).ssl_type for host in cloner.hosts(current.username)}
+    except (pymysql.MySQLError, LookupError, ValueError):
+        required = set()
+    if required & {"X509", "SPECIFIED"} and not (current.ssl_cert and current.ssl_key):
+        reason = (
+            f"'{current.username}' requires a client certificate (REQUIRE X509 / SUBJECT / ISSUER) and the secret "
+            "has none: add 'ssl_cert' and 'ssl_key' (PEM) to it"
+        )
+    elif required - {""} and not current.ssl:
+        reason = f"'{current.username}' requires TLS and the secret says \"ssl\": false: set it to true"
+    return RotationError(f"{step}: {reason}. The secret is refused; nothing was created")
 
 
 def _mysql_error(step: str, action: str, exc: pymysql.MySQLError, *secrets: DbSecret) -> RotationError:
@@ -118,6 +184,7 @@ def _create_secret(deps: RotationDeps, secret_id: str, token: str, stages: dict[
     except ClientError as exc:
         if error_code(exc) != "ResourceNotFoundException":
             raise
+    _vetted_master(deps, "createSecret", secret_id, current)
     username = rotated_username(current.username, token)
     password = deps.secretsmanager.get_random_password(
         PasswordLength=deps.password_length, ExcludePunctuation=True, IncludeSpace=False
@@ -133,17 +200,13 @@ def _create_secret(deps: RotationDeps, secret_id: str, token: str, stages: dict[
 def _set_secret(deps: RotationDeps, secret_id: str, token: str, stages: dict[str, list[str]]) -> str:
     current = _current(deps, secret_id)
     pending = _pending(deps, secret_id, token)
-    master = _master(deps, secret_id, current)
-    if (pending.host, pending.port) != (current.host, current.port):
-        raise RotationError("setSecret: the pending secret points at another server than the current one")
-    if (master.host, master.port) != (current.host, current.port):
-        raise RotationError(
-            f"setSecret: the master secret {current.masterarn} is for {master.host}:{master.port}, "
-            f"but the application user is on {current.host}:{current.port}: point 'masterarn' at that server's master"
-        )
+    _refuse_unexpected_pending(current, pending, token)
+    master = _vetted_master(deps, "setSecret", secret_id, current)
     try:
         with deps.connector.connect(master) as connection:
             cloner = AccountCloner(connection)
+            if cloner.hosts(pending.username):
+                _refuse_foreign_account(deps, pending)  # a retry after a crash: only our own half-made clone
             applied = cloner.clone(current.username, pending.username, pending.password)
     except pymysql.MySQLError as exc:
         raise _mysql_error(
@@ -161,17 +224,55 @@ def _set_secret(deps: RotationDeps, secret_id: str, token: str, stages: dict[str
     return f"{pending.username} is a clone of {current.username} ({len(applied)} statements applied)"
 
 
+def _refuse_unexpected_pending(current: DbSecret, pending: DbSecret, token: str) -> None:
+    """The pending version may differ from AWSCURRENT only by the user createSecret names for this
+    token and its password: anything else was written by someone else."""
+    expected = rotated_username(current.username, token)
+    if pending.username != expected:
+        raise RotationError(
+            f"setSecret: the pending version names user '{pending.username}', not '{expected}' (the name this "
+            "rotation derives from the current user and the token): refused, nothing was changed"
+        )
+    changed = sorted(
+        key
+        for key in {*current.model_dump(), *pending.model_dump()} - {"username", "password"}
+        if current.model_dump().get(key) != pending.model_dump().get(key)
+    )
+    if changed:
+        raise RotationError(
+            f"setSecret: the pending version changes {', '.join(changed)} of the current one: only the user name and "
+            "password may change in a rotation; refused, nothing was changed"
+        )
+
+
+def _refuse_foreign_account(deps: RotationDeps, pending: DbSecret) -> None:
+    """The pending user exists already: finish it only if the pending password logs in as it (this
+    rotation made it and crashed); never give an account that was already there a password or grants."""
+    try:
+        with deps.connector.connect(pending) as connection:
+            if logged_in_account(connection)[0] == pending.username:
+                return
+    except pymysql.MySQLError:
+        pass
+    raise RotationError(
+        f"setSecret: user '{pending.username}' exists already and the pending password does not log in as it: "
+        "it was not made by this rotation, so it is left alone. Cancel this rotation (docs/rotation.md, "
+        "'A rotation failed') and find out who created that user"
+    )
+
+
 def _test_secret(deps: RotationDeps, secret_id: str, token: str, stages: dict[str, list[str]]) -> str:
     current = _current(deps, secret_id)
     pending = _pending(deps, secret_id, token)
-    master = _master(deps, secret_id, current)
+    _refuse_unexpected_pending(current, pending, token)
+    master = _master(deps, "testSecret", secret_id, current)
     try:
         with deps.connector.connect(pending, database=pending.dbname) as connection, connection.cursor() as cursor:
             cursor.execute("SELECT CURRENT_USER()")
             logged_in_as = str(cursor.fetchone()[0])
     except pymysql.MySQLError as exc:
         raise _mysql_error("testSecret", f"login as '{pending.username}'", exc, current, pending, master) from None
-    if logged_in_as.rsplit("@", 1)[0] != pending.username:
+    if logged_in_as.rpartition("@")[0] != pending.username:
         raise RotationError(f"testSecret: logged in as {logged_in_as}, not '{pending.username}'")
     try:
         with deps.connector.connect(master) as connection:
