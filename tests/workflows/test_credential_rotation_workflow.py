@@ -658,6 +658,7 @@ def test_a_retried_onboarding_step_finishes_what_it_started(master_rig: Rig, mon
 
     plan = invoke({"action": "preflight", "input": {"action": "onboard", "source": "test"}, "execution": execution})
     assert plan["mode"] == "onboard", plan
+
     def killed(*args: Any) -> str:
         raise SimulatedCrash
 
