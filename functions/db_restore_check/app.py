@@ -1,6 +1,5 @@
 """Restore check function: restore the newest snapshot into a temporary database, query it, delete it."""
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -12,8 +11,9 @@ from pydantic import Field, RootModel
 from wandb_ops import aws
 from wandb_ops.clock import utcnow
 from wandb_ops.errors import ConfigurationError
+from wandb_ops.master_access import MasterAccess
 from wandb_ops.models import StrictModel
-from wandb_ops.mysql_accounts import DEFAULT_CA_BUNDLE, Connector, DbSecret
+from wandb_ops.mysql_accounts import DEFAULT_CA_BUNDLE, Connector
 from wandb_ops.observability import logger, metrics, tracer
 from wandb_ops.polling import backoff
 from wandb_ops.restore_check import (
@@ -106,9 +106,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             if found is None:
                 raise RestoreCheckError(f"{task.identifier} is not available")
             master_arn = _env("MASTER_SECRET_ARN", "MasterSecretArn")
-            raw = aws.client("secretsmanager").get_secret_value(SecretId=master_arn)["SecretString"]
-            # The restored copy has the master user of the snapshot, at its own endpoint.
-            master = DbSecret.model_validate({"engine": "mysql", **json.loads(raw), "host": found[0], "port": found[1]})
+            master = MasterAccess(aws.client("secretsmanager")).at_restored_copy(master_arn, *found, RestoreCheckError)
             connector = Connector(ca_bundle=Path(os.environ.get("DB_CA_BUNDLE") or DEFAULT_CA_BUNDLE))
             result = run_query(settings, connector, master, *found)
             metrics.add_metric(name="RestoreCheckSeconds", unit=MetricUnit.Seconds, value=result["seconds"])

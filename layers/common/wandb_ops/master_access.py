@@ -115,10 +115,12 @@ class MasterAccess:
     """Reads the master secret and decides where it may be used (module docstring)."""
 
     secretsmanager: Any
-    database: Callable[[], DatabaseEndpoints]  # this stack's database, read from RDS when first needed
+    database: Callable[[], DatabaseEndpoints] | None = None  # this stack's database, read from RDS when needed
 
     @cached_property
     def _database(self) -> DatabaseEndpoints:
+        if self.database is None:
+            raise ConfigurationError("this function does not know the stack's database: redeploy the stack")
         return self.database()
 
     def load(self, secret_id: str, error: type[Exception]) -> MasterSecret:
@@ -143,17 +145,26 @@ class MasterAccess:
             database = self._database
             host, port, hosts = database.writer, database.port, database.hosts
             where = f"an endpoint of the database {database.identifier} (from RDS)"
-        secret = DbSecret(
-            engine=master.engine or engine,
-            host=host,
-            port=port,
-            username=master.username,
-            password=master.password,
-            ssl=True if master.ssl is None else master.ssl,
-            ssl_cert=master.ssl_cert,
-            ssl_key=master.ssl_key,
-        )
-        return MasterConnection(secret, hosts, where)
+        return MasterConnection(_on_server(master, host, port, engine), hosts, where)
+
+    def at_restored_copy(self, secret_id: str, host: str, port: int, error: type[Exception]) -> DbSecret:
+        """The master of a temporary copy this stack restored from its database's snapshot (the copy keeps
+        the snapshot's master user), at the copy's endpoint as RDS describes it."""
+        return _on_server(self.load(secret_id, error), host, port, "mysql")
+
+
+def _on_server(master: MasterSecret, host: str, port: int, engine: str) -> DbSecret:
+    """The master's credentials for ``host``:``port``, with its own TLS settings (TLS unless it says otherwise)."""
+    return DbSecret(
+        engine=master.engine or engine,
+        host=host,
+        port=port,
+        username=master.username,
+        password=master.password,
+        ssl=True if master.ssl is None else master.ssl,
+        ssl_cert=master.ssl_cert,
+        ssl_key=master.ssl_key,
+    )
 
 
 def database_from_env(rds: Callable[[], Any], env: Mapping[str, str]) -> Callable[[], DatabaseEndpoints]:
