@@ -107,7 +107,7 @@ def restart(apps: client.AppsV1Api, name: str) -> None:
 
 
 def rolled_out(deployment: client.V1Deployment) -> bool:
-    """kubectl's completion rules (DESIGN.md)."""
+    """kubectl's completion rules (docs/rotation.md)."""
     assert deployment.metadata and deployment.spec and deployment.status
     status = deployment.status
     return (

@@ -1,5 +1,5 @@
 """Check a state machine definition with moto's own ASL parser, plus the limits of
-its interpreter that DESIGN.md records, so a definition the local rig cannot execute
+its interpreter that docs/local-rig.md records, so a definition the local rig cannot execute
 fails the suite instead of passing unexercised.
 """
 
@@ -41,7 +41,7 @@ def _resource_problems(name: str, resource: str) -> list[str]:
         if sdk_service not in SAME_NAMES_SDK_SERVICES:
             return [
                 f"state {name}: aws-sdk:{sdk_service} takes boto3 parameter names in moto but Java SDK names "
-                "in AWS, so a run that passes here can fail there: use a Lambda task (DESIGN.md)"
+                "in AWS, so a run that passes here can fail there: use a Lambda task (docs/local-rig.md)"
             ]
         return []
     if service not in SUPPORTED_INTEGRATIONS:
@@ -57,7 +57,7 @@ def definition_problems(text: str, substitutions: dict[str, str]) -> list[str]:
     except json.JSONDecodeError as exc:
         return [f"not JSON: {exc}"]
     if definition.get("QueryLanguage", "JSONPath") != "JSONPath":
-        problems.append("QueryLanguage must be JSONPath: the local interpreter cannot run JSONata (DESIGN.md)")
+        problems.append("QueryLanguage must be JSONPath: the local interpreter cannot run JSONata (docs/local-rig.md)")
     resolved = substitute(text, substitutions)
     if "${" in resolved:
         missing = sorted({part.split("}", 1)[0] for part in resolved.split("${")[1:]})

@@ -1,5 +1,5 @@
 """A simulated W&B deployment in the emulator, shaped like what terraform-aws-wandb
-creates (DESIGN.md): Aurora MySQL cluster <namespace> with writer <namespace>-1, the
+creates (docs/local-rig.md): Aurora MySQL cluster <namespace> with writer <namespace>-1, the
 file-storage bucket (SSE-KMS with the module key, unversioned, an SQS notification on
 object creation), the KMS key with its alias and rotation off, a master-credentials
 secret, and optionally its terraform S3 backend holding the state of a real `terraform apply`.

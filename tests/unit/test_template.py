@@ -319,6 +319,21 @@ def test_snapshots_of_another_database_cannot_be_deleted_tagged_copied_or_restor
     }
 
 
+def test_every_tagging_grant_names_the_tags_and_the_database_they_may_carry() -> None:
+    """AddTagsToResource is how a stack would re-label another's resources as its own (or as
+    something to delete): each grant says which tag keys may be set, to which database's value,
+    and on an existing resource only if it is this stack's database's already."""
+    for owner, statement in _policy_statements():
+        if "rds:AddTagsToResource" not in _actions(statement):
+            continue
+        condition = statement.get("Condition", {})
+        assert condition.get("ForAllValues:StringEquals", {}).get("aws:TagKeys"), f"{owner}: {statement['Sid']}"
+        requested = {k: v for k, v in condition.get("StringEquals", {}).items() if k.startswith("aws:RequestTag/")}
+        assert requested.get("aws:RequestTag/managed-by") == "wandb-ops", f"{owner}: {statement['Sid']}"
+        assert SOURCE in requested.values() or STACK_SHORT_ID in requested.values(), f"{owner}: {statement['Sid']}"
+        assert condition.get("StringEqualsIfExists"), f"{owner}: {statement['Sid']} could re-tag an existing resource"
+
+
 def test_creating_a_snapshot_does_not_grant_tagging_without_conditions() -> None:
     for owner, statement in _policy_statements():
         if _actions(statement) & {"rds:CreateDBClusterSnapshot", "rds:CreateDBSnapshot"}:

@@ -303,6 +303,7 @@ def test_the_newest_snapshot_is_copied_under_a_new_key(cloud: LocalCloud, wandb:
     [copy] = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=real.output["target"])["DBClusterSnapshots"]
     assert copy["KmsKeyId"] == new_key and copy["Status"] == "available"
     assert {"Key": "wandb-ops:purpose", "Value": "reencrypt"} in copy["TagList"]
+    assert {"Key": "wandb-ops:copy-of", "Value": wandb.namespace} in copy["TagList"]
     assert not any(tag["Key"] in ("wandb-ops:source", "wandb-ops:slot") for tag in copy["TagList"])  # not retention's
     ready = inbox.received()
     assert len(ready) == 2 and all(real.output["target"] in n.message for n in ready)

@@ -21,6 +21,7 @@ from wandb_ops.polling import backoff
 from wandb_ops.snapshots import IN_PROGRESS, MANAGED_BY, MAX_IDENTIFIER, SnapshotApi, readable_part, source_digest
 
 PURPOSE_TAG = ("wandb-ops:purpose", "reencrypt")
+COPY_OF_TAG = "wandb-ops:copy-of"  # the cluster copied: IAM lets a stack tag only copies of its own cluster
 POLL_BASE_SECONDS, POLL_MAX_SECONDS, POLL_MAX_ATTEMPTS = 60, 900, 120  # about 29 hours in all
 
 
@@ -137,7 +138,11 @@ def plan_copy(target: CopyTarget, rds: Any, kms: Any, task: PlanCopyTask) -> dic
             KmsKeyId=key["Arn"],
             # Not CopyTags: the source's wandb-ops:source and slot tags would make snapshot retention
             # count the copy as one of its own and delete it.
-            Tags=[{"Key": MANAGED_BY[0], "Value": MANAGED_BY[1]}, {"Key": PURPOSE_TAG[0], "Value": PURPOSE_TAG[1]}],
+            Tags=[
+                {"Key": MANAGED_BY[0], "Value": MANAGED_BY[1]},
+                {"Key": PURPOSE_TAG[0], "Value": PURPOSE_TAG[1]},
+                {"Key": COPY_OF_TAG, "Value": target.cluster},
+            ],
         )
     except ClientError as exc:
         if error_code(exc) != "DBClusterSnapshotAlreadyExistsFault":

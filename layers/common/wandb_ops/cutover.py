@@ -1,5 +1,5 @@
-"""The W&B credential cut-over, one function action per state-machine step (DESIGN.md,
-"Credential rotation, precisely"):
+"""The W&B credential cut-over, one function action per state-machine step (docs/rotation.md,
+"What happens, in order"):
 
 preflight -> rotate (Secrets Manager, multi-user) | onboard -> apply the new user to W&B ->
 restart its deployments -> wait for the rollout -> confirm W&B works -> retire the old user;

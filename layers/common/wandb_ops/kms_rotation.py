@@ -7,7 +7,7 @@ and resolves aliases to key ARNs. Assessment reads each key's rotation state and
 when the customer's schedule says a rotation is due, never past the on-demand quota.
 
 terraform-aws-wandb creates its key with rotation off and a key policy that lets only the
-terraform caller change it (DESIGN.md): a denied call becomes the exact key policy
+terraform caller change it (docs/kms-rotation.md): a denied call becomes the exact key policy
 statement to add, not an error.
 """
 

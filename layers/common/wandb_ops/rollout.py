@@ -1,4 +1,4 @@
-"""`kubectl rollout restart` and `kubectl rollout status`, on Deployment JSON (DESIGN.md)."""
+"""`kubectl rollout restart` and `kubectl rollout status`, on Deployment JSON (docs/rotation.md)."""
 
 from dataclasses import dataclass
 from datetime import datetime

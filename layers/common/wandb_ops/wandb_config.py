@@ -1,4 +1,4 @@
-"""Where W&B reads its database credentials, and how to change them (DESIGN.md):
+"""Where W&B reads its database credentials, and how to change them (docs/rotation.md):
 
 - operator installs: the ``WeightsAndBiases`` custom resource, ``spec.values.global.mysql``
   (the operator re-renders its own Secret from it, so the resource is what must change);
