@@ -115,7 +115,7 @@ def _schema(engine: Engine) -> None:
     with engine.connect(autocommit=True) as root, root.cursor() as cursor:
         for statement in (
             "CREATE DATABASE IF NOT EXISTS wandb_local",
-            "CREATE TABLE IF NOT EXISTS wandb_local.runs (id INT PRIMARY KEY, name VARCHAR(64))",
+            "CREATE TABLE IF NOT EXISTS wandb_local.runs (id INT PRIMARY KEY, name VARCHAR(64), owner VARCHAR(64))",
             f"CREATE USER IF NOT EXISTS '{MASTER_USER}'@'%' IDENTIFIED BY '{MASTER_PASSWORD}'",
             f"GRANT ALL PRIVILEGES ON *.* TO '{MASTER_USER}'@'%' WITH GRANT OPTION",
         ):

@@ -22,7 +22,10 @@ def _setup(cloud: LocalCloud, engine: Engine, **parameters: str) -> tuple[Simula
         cursor.execute(f"CREATE USER IF NOT EXISTS 'wandb_restore_master'@'%' IDENTIFIED BY '{MASTER_PASSWORD}'")
         cursor.execute("GRANT SELECT ON *.* TO 'wandb_restore_master'@'%'")
         cursor.execute("CREATE DATABASE IF NOT EXISTS wandb_local")
-        cursor.execute("CREATE TABLE IF NOT EXISTS wandb_local.runs (id INT PRIMARY KEY)")
+        # The columns every test on this shared engine gives it, whichever runs first.
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS wandb_local.runs (id INT PRIMARY KEY, name VARCHAR(64), owner VARCHAR(64))"
+        )
     wandb = seed_wandb(port=engine.port)
     master = boto3.client("secretsmanager").create_secret(
         Name="wandb-ops/wandb/restore-master",
