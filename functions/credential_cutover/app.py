@@ -25,6 +25,7 @@ from wandb_ops.kubernetes_access import ClientKubernetesApi, KubernetesApi, desc
 from wandb_ops.master_access import MasterAccess, database_from_env
 from wandb_ops.mysql_accounts import Connector
 from wandb_ops.observability import logger, metrics, tracer
+from wandb_ops.password_proof import PasswordMint
 from wandb_ops.validation import parse_event
 from wandb_ops.wandb_config import target_for
 
@@ -57,6 +58,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             target=lambda api: target_for(settings.target, api, settings.kubernetes_namespace, settings.resource_name),
             connector=Connector(ca_bundle=settings.ca_bundle),
             master=MasterAccess(secretsmanager, database_from_env(lambda: aws.client("rds"), os.environ)),
+            mint=PasswordMint(aws.client("kms"), settings.mac_key_arn, settings.password_length),
             http=urllib3_http,
             now=utcnow,
         ),

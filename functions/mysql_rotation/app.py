@@ -12,6 +12,7 @@ from wandb_ops.errors import ConfigurationError
 from wandb_ops.master_access import MasterAccess, database_from_env
 from wandb_ops.mysql_accounts import DEFAULT_CA_BUNDLE, Connector
 from wandb_ops.observability import logger, metrics, tracer
+from wandb_ops.password_proof import MAX_LENGTH, MIN_LENGTH, PasswordMint
 from wandb_ops.rotation import RotationDeps, rotate
 from wandb_ops.validation import parse_event
 
@@ -26,13 +27,16 @@ class RotationEvent(BaseModel):
     ClientRequestToken: str = Field(min_length=32, max_length=64)
 
 
-def _password_length() -> int:
+def _password_mint() -> PasswordMint:
     raw = os.environ.get("ROTATION_PASSWORD_LENGTH", "32")
-    if not raw.isdigit() or not 16 <= int(raw) <= 128:
+    if not raw.isdigit() or not MIN_LENGTH <= int(raw) <= MAX_LENGTH:
         raise ConfigurationError(
             "ROTATION_PASSWORD_LENGTH must be 16-128: set the stack parameter RotationPasswordLength"
         )
-    return int(raw)
+    key = os.environ.get("CREDENTIAL_MAC_KEY_ARN", "").strip()
+    if not key:
+        raise ConfigurationError("CREDENTIAL_MAC_KEY_ARN is empty: the template sets it; redeploy the stack")
+    return PasswordMint(aws.client("kms"), key, int(raw))
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -46,7 +50,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         secretsmanager=secretsmanager,
         connector=Connector(ca_bundle=Path(os.environ.get("DB_CA_BUNDLE") or DEFAULT_CA_BUNDLE)),
         master=MasterAccess(secretsmanager, database_from_env(lambda: aws.client("rds"), os.environ)),
-        password_length=_password_length(),
+        mint=_password_mint(),
     )
     with aws.throttling_as_retryable():
         result = rotate(deps, request.Step, request.SecretId, request.ClientRequestToken)

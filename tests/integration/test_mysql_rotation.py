@@ -21,6 +21,7 @@ from tests.rig.rds import READER_HOST, WRITER_HOST, serve_locally
 from tests.rig.rogue_mysql import RogueMysqlServer
 from tests.rig.stack import DeployedStack
 from wandb_ops.mysql_accounts import AccountCloner, Connector, DbSecret
+from wandb_ops.password_proof import PasswordMint
 from wandb_ops.rotation import rotated_username
 
 MASTER_PASSWORD = "Master0fThisTestServer"
@@ -67,6 +68,13 @@ class RotationSetup:
             RotationLambdaARN=self.function_arn,
             RotationRules={"AutomaticallyAfterDays": 30},
             **kwargs,
+        )
+
+    def minted(self, username: str, token: str) -> str:
+        """The password the rotation function itself makes for this user and version (its key, its rule)."""
+        variables = boto3.client("lambda").get_function_configuration(FunctionName=self.function_arn)["Environment"]
+        return PasswordMint(boto3.client("kms"), variables["Variables"]["CREDENTIAL_MAC_KEY_ARN"]).password(
+            "rotation", username, token
         )
 
     def retry(self, secret_arn: str, token: str, *steps: str) -> list[dict[str, Any]]:
@@ -333,7 +341,7 @@ def test_a_master_without_grant_rights_fails_set_secret_and_changes_nothing(
     with pytest.raises(ClientError) as failed:
         setup.rotate(arn)
     message = failed.value.response["Error"]["Message"]
-    assert "setSecret" in message and "weak_master" in message and "MySQL error" in message
+    assert "createSecret" in message and "weak_master" in message and "MySQL error" in message
     assert _secret(arn)["username"] == setup.app_user  # AWSCURRENT unchanged
     assert setup.login(setup.app_secret()).startswith(setup.app_user + "@")
     _assert_no_password_logged(cloud, "WeakMaster0nly", setup.app_password)
@@ -564,10 +572,11 @@ def test_a_pending_user_that_exists_already_is_left_alone(cloud: LocalCloud, pla
     squatter = rotated_username(current["username"], token)
     with setup.engine.connect(autocommit=True) as root, root.cursor() as cursor:
         cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY 'Squatter5Own'", (squatter,))
+    # The version createSecret writes; someone made an account of that name before setSecret ran.
     boto3.client("secretsmanager").put_secret_value(
         SecretId=arn,
         ClientRequestToken=token,
-        SecretString=json.dumps({**current, "username": squatter, "password": "AnotherPassw0rd"}),
+        SecretString=json.dumps({**current, "username": squatter, "password": setup.minted(squatter, token)}),
         VersionStages=["AWSPENDING"],
     )
     result = setup.retry(arn, token, "setSecret")[0]
@@ -587,11 +596,10 @@ def test_a_pending_version_may_change_only_user_and_password(
     token = str(uuid.uuid4())
     setup.rotate(arn)
     current = _secret(arn)
+    user = rotated_username(current["username"], token)
+    pending = {**current, "username": user, "password": setup.minted(user, token), changed: value}
     boto3.client("secretsmanager").put_secret_value(
-        SecretId=arn,
-        ClientRequestToken=token,
-        SecretString=json.dumps({**current, "username": rotated_username(current["username"], token), changed: value}),
-        VersionStages=["AWSPENDING"],
+        SecretId=arn, ClientRequestToken=token, SecretString=json.dumps(pending), VersionStages=["AWSPENDING"]
     )
     result = setup.retry(arn, token, "setSecret")[0]
     assert f"changes {changed} of the current one" in result["errorMessage"]
@@ -660,3 +668,51 @@ def test_tls_subjects_with_quotes_backslashes_and_keywords_are_cloned_exactly(
         subject, issuer = (value.decode() if isinstance(value, bytes) else value for value in cursor.fetchone())
     assert (subject, issuer) == (f"/CN={TRICKY_CN}", CA_SUBJECT)
     assert setup.login({**_secret(arn), "ssl_cert": cert, "ssl_key": key}).startswith(clone + "@")
+
+
+def test_a_pending_password_someone_else_chose_is_refused(cloud: LocalCloud, plain_setup: RotationSetup) -> None:
+    """Someone allowed to write the secret (not to read it) writes the pending version with the right name and a
+    password they know: the clone would be W&B's user with their password. setSecret refuses it."""
+    setup = plain_setup
+    arn = setup.create_app_secret(ssl_cert=None, ssl_key=None)
+    setup.rotate(arn)
+    current = _secret(arn)
+    token = str(uuid.uuid4())
+    user = rotated_username(current["username"], token)
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=arn,
+        ClientRequestToken=token,
+        SecretString=json.dumps({**current, "username": user, "password": "KnownToThem0nlyAbCdEfGhIj123456"}),
+        VersionStages=["AWSPENDING"],
+    )
+    for step in ("setSecret", "testSecret"):
+        result = setup.retry(arn, token, step)[0]
+        assert "password was not made by this stack's rotation function" in result["errorMessage"]
+    with setup.master() as master:
+        assert AccountCloner(master).hosts(user) == []
+
+
+def test_host_entries_with_different_passwords_are_not_cloned(cloud: LocalCloud, plain_setup: RotationSetup) -> None:
+    """The login proves one host entry's password; another entry of the same name is another account, whose
+    privileges the secret's writer need not have: it is never copied under a password they learn."""
+    setup = plain_setup
+    with setup.master() as master, master.cursor() as cursor:
+        cursor.execute("CREATE USER %s@'10.%%' IDENTIFIED BY 'An0therEntry'", (setup.app_user,))
+        cursor.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'10.%%'", (setup.app_user,))
+    arn = setup.create_app_secret(ssl_cert=None, ssl_key=None)
+    secret = _secret(arn)
+    message = _rotation_refused(setup, arn, secret)
+    assert "host entries with different passwords" in message
+
+
+@pytest.mark.parametrize("username", ["app ", "a@evil:1/x", "a b"])
+def test_a_user_name_a_server_or_url_would_read_otherwise_is_refused(
+    cloud: LocalCloud, plain_setup: RotationSetup, username: str
+) -> None:
+    setup = plain_setup
+    secret = {k: v for k, v in setup.app_secret(username=username, ssl_cert=None, ssl_key=None).items() if v}
+    arn = boto3.client("secretsmanager").create_secret(
+        Name=f"wandb-ops/wandb/odd-name-{uuid.uuid4().hex[:6]}", SecretString=json.dumps(secret)
+    )["ARN"]
+    message = _rotation_refused(setup, arn, secret)
+    assert "field 'username'" in message and username not in message

@@ -10,7 +10,8 @@ RotateKeyOnDemand, ListKeyRotations; developer guide "Rotating AWS KMS keys"):
   imported material, custom key store).
 - A key created by CloudFormation keeps its KeyPolicy as a dict, on which every later call
   fails (moto's policy check parses a string); it is stored as JSON, as KMS does, with the
-  template's RotationPeriodInDays.
+  template's RotationPeriodInDays. moto also makes every such key a symmetric encryption key:
+  it gets the template's KeySpec and KeyUsage (an HMAC key generates MACs).
 - RotateKeyOnDemand is limited per key (``ON_DEMAND_ROTATION_QUOTA``: 10 in the API
   reference, 25 in the newer quota page; not adjustable) and refuses a key whose previous
   on-demand rotation is still in progress; moto allows any number.
@@ -113,6 +114,9 @@ def _create_from_cloudformation(
     properties = cloudformation_json["Properties"]
     if isinstance(key.policy, dict):
         key.policy = json.dumps(key.policy)
+    # moto makes every CloudFormation key a symmetric encryption key; KMS honours KeySpec and KeyUsage.
+    key.key_spec = properties.get("KeySpec", key.key_spec)
+    key.key_usage = properties.get("KeyUsage", key.key_usage)
     if key.key_rotation_status:
         key.rotation_enabled_at = _now()  # type: ignore[attr-defined]
         key.rotation_period_days = int(properties.get("RotationPeriodInDays", DEFAULT_PERIOD_DAYS))  # type: ignore[attr-defined]

@@ -203,6 +203,7 @@ BASE_ENV = {
     "ROTATION_FUNCTION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:rot",
     "ROTATION_DAYS": "365",
     "ROTATION_PASSWORD_LENGTH": "32",
+    "CREDENTIAL_MAC_KEY_ARN": "arn:aws:kms:us-east-1:123456789012:key/mac",
     "POLL_BASE_SECONDS": "10",
     "POLL_MAX_SECONDS": "60",
     "POLL_MAX_ATTEMPTS": "30",
@@ -224,6 +225,7 @@ def test_settings_default_to_terraform_aws_wandb() -> None:
         ({"APP_DB_USERNAME": "x" * 30}, "ApplicationUserName must be"),
         ({"WANDB_TARGET": "helm"}, "WandbTarget to operator or legacy-secret"),
         ({"DRAIN_MAX_ATTEMPTS": "0"}, "DrainMaxChecks"),
+        ({"CREDENTIAL_MAC_KEY_ARN": " "}, "CREDENTIAL_MAC_KEY_ARN is empty: the template sets it"),
     ],
 )
 def test_bad_settings_name_the_parameter(override: dict[str, str], message: str) -> None:

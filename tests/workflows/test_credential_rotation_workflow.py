@@ -26,6 +26,7 @@ from tests.rig.wandb_on_kubernetes import Mode, point_functions_at_engine, start
 from tests.workflows.notifications import Notification, TopicInbox
 from wandb_ops import cutover
 from wandb_ops.cutover import VERSION_PREFIX
+from wandb_ops.rotation import rotated_username
 
 MASTER_USER, MASTER_PASSWORD = "wandb_master", "Master0fThisTestServer"
 APP_SECRET = "wandb-ops/wandb/mysql-app"
@@ -132,8 +133,15 @@ def _drop_test_users(engine: Engine) -> None:
 
 
 def _make_rig(
-    cloud: LocalCloud, wandb: SimulatedWandb, engine: Engine, mode: Mode, *, onboarded: bool = True
+    cloud: LocalCloud,
+    wandb: SimulatedWandb,
+    engine: Engine,
+    mode: Mode,
+    *,
+    onboarded: bool = True,
+    wandb_settings: dict[str, str] | None = None,
 ) -> Iterator[Rig]:
+    """``wandb_settings`` overrides what W&B's settings hold (database, password) before any run."""
     _schema(engine)
     secretsmanager = boto3.client("secretsmanager")
     server = {"engine": "mysql", "host": engine.host, "port": engine.port, "ssl": True}
@@ -161,8 +169,13 @@ def _make_rig(
                 }
             ),
         )
+    settings = {"password": wandb_password, "database": "wandb_local", **(wandb_settings or {})}
     config = MysqlConfig(
-        user=wandb_user, password=wandb_password, host=engine.host, port=engine.port, database="wandb_local"
+        user=wandb_user,
+        password=settings["password"],
+        host=engine.host,
+        port=engine.port,
+        database=settings["database"],
     )
     wandb_k8s = start_wandb_on_kubernetes(wandb.namespace, engine, mode, config)
     kube, app = wandb_k8s.kube, wandb_k8s.app
@@ -675,3 +688,77 @@ def test_a_retried_onboarding_step_finishes_what_it_started(master_rig: Rig, mon
         login.cursor() as cursor,
     ):
         cursor.execute("SELECT COUNT(*) FROM wandb_local.runs")  # the grants the crash cut off are there
+
+
+def test_a_version_someone_else_wrote_is_never_switched_to(operator_rig: Rig) -> None:
+    """Whoever may write the application secret writes an AWSCURRENT version named like a rotation's, with a
+    password they chose: the switch refuses it, so W&B never runs on a password someone else knows."""
+    rig = operator_rig
+    old = rig.secret()
+    token = str(uuid.uuid4())
+    theirs = {**old, "username": rotated_username(old["username"], token), "password": "Chosen8yThem0nly1234"}
+    with rig.root() as root, root.cursor() as cursor:
+        cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (theirs["username"], theirs["password"]))
+        cursor.execute("GRANT ALL PRIVILEGES ON wandb_local.* TO %s@'%%'", (theirs["username"],))
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=APP_SECRET, ClientRequestToken=token, SecretString=json.dumps(theirs), VersionStages=["AWSCURRENT"]
+    )
+    execution = rig.run(action="switch", source="event")
+    assert execution.status == "FAILED"
+    [note] = rig.notifications()
+    assert "was not made by this stack's rotation function" in note.message
+    assert rig.kube.current_wandb_config().user == old["username"]
+    assert theirs["username"] in rig.users(), "an account the run did not make is never retired"
+
+
+def test_onboarding_refuses_when_wandb_holds_another_master_password(
+    cloud: LocalCloud, wandb: SimulatedWandb, mysql_engine: Engine
+) -> None:
+    """RDS rotated the master password since W&B was configured: a failed onboarding's rollback would write the
+    current master password into W&B's settings (readable on Kubernetes), so onboarding does not start."""
+    for rig in _make_rig(
+        cloud, wandb, mysql_engine, "operator", onboarded=False, wandb_settings={"password": "AnOlderMasterPassw0rd"}
+    ):
+        execution = rig.run(action="onboard")
+        assert execution.status == "FAILED"
+        [note] = rig.notifications()
+        assert "does not hold the master secret's current password" in note.message
+        assert rig.kube.current_wandb_config().password == "AnOlderMasterPassw0rd"
+        assert "wandb_app" not in rig.users()
+
+
+def test_onboarding_grants_only_on_the_database_rds_created(
+    cloud: LocalCloud, wandb: SimulatedWandb, mysql_engine: Engine
+) -> None:
+    """Whoever may edit W&B's settings names the `mysql` schema as its database: onboarding would have granted
+    ALL PRIVILEGES on it to the new user."""
+    for rig in _make_rig(cloud, wandb, mysql_engine, "operator", onboarded=False, wandb_settings={"database": "mysql"}):
+        execution = rig.run(action="onboard")
+        assert execution.status == "FAILED"
+        [note] = rig.notifications()
+        assert "not the W&B database 'wandb_local' (from RDS)" in note.message
+        assert "wandb_app" not in rig.users()
+
+
+def test_onboarding_can_be_run_again_after_it_rolled_back(master_rig: Rig) -> None:
+    """The rollback keeps the application user (its secret is AWSCURRENT); the next onboarding run recognises
+    it as one an onboarding of this stack made (its password proves it) and finishes the job."""
+    rig = master_rig
+    broken: list[str] = []
+
+    def break_once(deployment: str, config: MysqlConfig) -> None:
+        if config.user == "wandb_app" and not broken:
+            broken.append(deployment)
+            with rig.root() as root, root.cursor() as cursor:
+                cursor.execute("ALTER USER 'wandb_app'@'%' ACCOUNT LOCK")
+
+    rig.kube.on_restart.append(break_once)
+    first = rig.run(action="onboard")
+    assert first.status == "FAILED" and _outcome(first) == "rolled_back", first.cause
+    assert rig.kube.current_wandb_config().user == MASTER_USER
+    rig.kube.on_restart.remove(break_once)
+    with rig.root() as root, root.cursor() as cursor:
+        cursor.execute("ALTER USER 'wandb_app'@'%' ACCOUNT UNLOCK")
+    again = rig.run(action="onboard")
+    assert again.status == "SUCCEEDED", again.cause
+    assert rig.kube.current_wandb_config().user == "wandb_app"

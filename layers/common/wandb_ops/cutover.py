@@ -41,6 +41,7 @@ from wandb_ops.mysql_accounts import (
     load_db_secret,
     logged_in_account,
 )
+from wandb_ops.password_proof import PasswordMint
 from wandb_ops.polling import backoff
 from wandb_ops.rollout import RolloutFailedError, refuse_paused, restart_patch, restarted_for, rollout_status
 from wandb_ops.rotation import rotated_username
@@ -48,6 +49,7 @@ from wandb_ops.settings import whole_number
 from wandb_ops.wandb_config import TargetKind, WandbTarget
 
 VERSION_PREFIX = "wandb-ops-"  # the versions this workflow creates, recognisable in the secret's history
+SYSTEM_SCHEMAS = frozenset({"mysql", "sys", "performance_schema", "information_schema"})
 PRIVILEGES = frozenset(
     {
         "ALL PRIVILEGES", "ALTER", "ALTER ROUTINE", "CREATE", "CREATE ROUTINE", "CREATE TEMPORARY TABLES",
@@ -97,6 +99,7 @@ class CutoverSettings:
     app_username: str
     app_privileges: str
     password_length: int
+    mac_key_arn: str
     ca_bundle: Path
     poll_base_seconds: int
     poll_max_seconds: int
@@ -150,12 +153,19 @@ class CutoverSettings:
             app_username=username,
             app_privileges=privileges,
             password_length=whole_number(env, "ROTATION_PASSWORD_LENGTH", "RotationPasswordLength", 16, 128),
+            mac_key_arn=_required(text("CREDENTIAL_MAC_KEY_ARN"), "CREDENTIAL_MAC_KEY_ARN"),
             ca_bundle=Path(text("DB_CA_BUNDLE") or DEFAULT_CA_BUNDLE),
             poll_base_seconds=whole_number(env, "POLL_BASE_SECONDS", "(template)", 0, 3600),
             poll_max_seconds=whole_number(env, "POLL_MAX_SECONDS", "(template)", 0, 3600),
             poll_max_attempts=whole_number(env, "POLL_MAX_ATTEMPTS", "(template)", 1, 1000),
             drain_max_attempts=whole_number(env, "DRAIN_MAX_ATTEMPTS", "DrainMaxChecks", 1, 1000),
         )
+
+
+def _required(value: str, name: str) -> str:
+    if not value:
+        raise ConfigurationError(f"{name} is empty: the template sets it; redeploy the stack")
+    return value
 
 
 # ---------------------------------------------------------------- state shapes
@@ -258,6 +268,7 @@ class CutoverDeps:
     target: Callable[[KubernetesApi], WandbTarget]
     connector: Connector
     master: MasterAccess
+    mint: PasswordMint  # passwords this product makes, and the proof that it made them
     http: Callable[[str, str, dict[str, str], bytes | None], HttpResponse]  # method, url, headers, body
     now: Callable[[], datetime]
     _api: KubernetesApi | None = None
@@ -319,7 +330,7 @@ class Cutover:
         wandb = target.read()
         deployments = self._deployments()
         if request.action == "onboard":
-            plan = self._plan_onboarding(wandb.user, task.execution)
+            plan = self._plan_onboarding(target, wandb.user)
         else:
             plan = self._plan_switch(request.action, wandb.user, target.description, task.execution)
         plan = plan.model_copy(
@@ -397,6 +408,12 @@ class Cutover:
                 )
             if previous is None or wandb_user != previous.username:
                 raise self._drift(wandb_user, where, arn, current.username)
+            if not self._made_by_rotation(current_version, previous.username, current):
+                raise CutoverError(
+                    f"the AWSCURRENT version {current_version} of {arn} was not made by this stack's rotation function "
+                    "(its user name or password is not one it makes): W&B is not switched to it. Find out who wrote "
+                    "it; nothing was changed"
+                )
             return Plan(
                 mode="switch",
                 old=SecretRef(secret_arn=arn, version_id=previous_version),
@@ -439,6 +456,13 @@ class Cutover:
             retire_old=True,
         )
 
+    def _made_by_rotation(self, version: str, previous_user: str, secret: DbSecret) -> bool:
+        """Whether the rotation function made this version: the user name it derives for the token from the
+        user before, and the password it made for that user and version."""
+        return secret.username == rotated_username(previous_user, version) and self.deps.mint.is_ours(
+            "rotation", secret.username, version, secret.password
+        )
+
     def _drift(self, wandb_user: str, where: str, arn: str, current_user: str) -> CutoverError:
         return CutoverError(
             f"W&B connects as '{wandb_user}' ({where}), but the AWSCURRENT user of {arn} is '{current_user}': "
@@ -454,14 +478,15 @@ class Cutover:
             )
         return self.deps.master.load(app.masterarn, CutoverError).username
 
-    def _plan_onboarding(self, wandb_user: str, execution: str) -> Plan:
+    def _plan_onboarding(self, target: WandbTarget, wandb_user: str) -> Plan:
         master_arn = self.settings.master_secret_arn
         if not master_arn:
             raise ConfigurationError(
                 "onboarding needs the master secret: set the stack parameter MasterSecretArn (the Aurora master "
                 "user's secret) and redeploy"
             )
-        master_user = self.deps.master.load(master_arn, CutoverError).username
+        master = self.deps.master.load(master_arn, CutoverError)
+        master_user = master.username
         existing = self._describe(self.settings.database_secret)
         app_user = self.settings.app_username
         if existing is not None:
@@ -479,6 +504,7 @@ class Cutover:
                 "only moves W&B off the master user. If W&B already has its own user, store it in "
                 f"{self.settings.database_secret} with a 'masterarn' instead (docs/rotation.md)"
             )
+        _refuse_unless_wandb_holds_the_master_password(target, master.password)
         return Plan(
             mode="onboard",
             old=SecretRef(secret_arn=master_arn),
@@ -548,8 +574,10 @@ class Cutover:
                 "creates users on that database (the master password goes nowhere else). Nothing was changed"
             )
         master, user, token = master_connection.secret, plan.new_user, rotation_token(execution)
+        _refuse_unless_wandb_holds_the_master_password(self.deps.wandb(), master.password)
+        self._refuse_another_database(wandb.database)
         existing = self._describe(self.settings.database_secret)
-        ours = existing is not None and _version_with(existing.get("VersionIdsToStages", {}), "AWSCURRENT") == token
+        ours = self._onboarding_version(existing, user)
         try:
             with self.deps.connector.connect(master) as connection:
                 if user == logged_in_account(connection)[0]:
@@ -558,20 +586,20 @@ class Cutover:
                 wildcards = database_wildcards_apply(connection)
         except pymysql.MySQLError as exc:
             raise self._master_failed(master, "reading the accounts", exc) from None
-        if exists and not ours:
+        if exists and ours is None:
             raise CutoverError(
                 f"a database user '{user}' exists already and was not created by this onboarding run: onboarding never "
                 "gives an existing account a password or privileges. Drop it if it is a leftover of an earlier "
                 "onboarding, or set the stack parameter ApplicationUserName to a new name; nothing was changed"
             )
-        if not ours:
+        if ours is None:
             server = {"engine": master.engine, "host": wandb.host, "port": wandb.port, "ssl": master.ssl}
             self._write_application_secret(
                 existing,
                 token,
                 {**server, "username": user, "dbname": wandb.database, "masterarn": plan.old.secret_arn},
             )
-        app_ref = SecretRef(secret_arn=self._app_secret()["ARN"], version_id=token)
+        app_ref = SecretRef(secret_arn=self._app_secret()["ARN"], version_id=ours or token)
         app = self._read(app_ref, "application")
         if exists:
             self._prove_login(app)
@@ -585,12 +613,34 @@ class Cutover:
             raise self._master_failed(master, f"creating '{user}'", exc) from None
         return plan.model_copy(update={"new": app_ref, "new_user": user}).model_dump()
 
+    def _onboarding_version(self, existing: dict[str, Any] | None, user: str) -> str | None:
+        """The AWSCURRENT version of the application secret if an onboarding run of this stack wrote it for
+        ``user`` (its password is one this product made for that user and version): then the user it names,
+        if it exists, is that run's. A retry, or a re-run after a failed onboarding, continues with it."""
+        if existing is None:
+            return None
+        version = _version_with(existing.get("VersionIdsToStages", {}), "AWSCURRENT")
+        if not version:
+            return None
+        current = self._read(SecretRef(secret_arn=existing["ARN"], version_id=version), "application")
+        if current.username == user and self.deps.mint.is_ours("onboarding", user, version, current.password):
+            return version
+        return None
+
+    def _refuse_another_database(self, database: str) -> None:
+        """Onboarding grants on the database W&B's settings name: only ever the W&B database RDS created."""
+        expected = self.deps.master.database_name()
+        if database.lower() in SYSTEM_SCHEMAS or (expected and database != expected):
+            raise CutoverError(
+                f"W&B's settings name the database '{database}', not the W&B database"
+                f"{f' {expected!r} (from RDS)' if expected else ''}: onboarding grants only on that one. Fix W&B's "
+                "database setting; nothing was changed"
+            )
+
     def _write_application_secret(self, existing: dict[str, Any] | None, token: str, fields: dict[str, Any]) -> None:
-        """This run's version of the application secret, AWSCURRENT: a new password it generated, never one
-        found in a secret someone else may have written."""
-        password = self.deps.secretsmanager.get_random_password(
-            PasswordLength=self.settings.password_length, ExcludePunctuation=True, IncludeSpace=False
-        )["RandomPassword"]
+        """This run's version of the application secret, AWSCURRENT: a password this product made (provably,
+        wandb_ops.password_proof), never one found in a secret someone else may have written."""
+        password = self.deps.mint.password("onboarding", fields["username"], token)
         value = json.dumps({**fields, "password": password})
         if existing is None:
             self.deps.secretsmanager.create_secret(
@@ -744,6 +794,8 @@ class Cutover:
         user = plan.old_user if which == "old" else plan.new_user
         ref = plan.new if which == "old" else plan.old  # a user that stays, whose secret names the master
         assert ref and user
+        if which == "new" and not self._made_by_this_run(plan):
+            return {"done": True, "user": user, "action": "kept", "reason": f"'{user}' was not made by this run"}
         keep = self._users_in_use(plan)
         if user in keep:
             return {"done": True, "user": user, "action": "kept", "reason": f"'{user}' is still in use ({keep[user]})"}
@@ -786,6 +838,18 @@ class Cutover:
             accounts.drop(user)
         return {"done": True, "user": user, "action": "dropped", "reason": "no sessions, not a DEFINER"}
 
+    def _made_by_this_run(self, plan: Plan) -> bool:
+        """The user a rollback would retire is one this product made for this run's version (never an
+        account a secret's writer named)."""
+        if not plan.new or not plan.new.version_id:
+            return False
+        if plan.mode == "onboard":
+            app = self._read(plan.new, "application")
+            return app.username == plan.new_user and self.deps.mint.is_ours(
+                "onboarding", plan.new_user, plan.new.version_id, app.password
+            )
+        return plan.new_user == rotated_username(plan.old_user, plan.new.version_id)
+
     def _users_in_use(self, plan: Plan) -> dict[str, str]:
         """Users that must never be dropped: W&B's, AWSCURRENT's and the master."""
         in_use = {self.deps.wandb().read().user: "W&B connects as it"}
@@ -824,6 +888,17 @@ class Cutover:
 def rotation_token(execution: str) -> str:
     """The ClientRequestToken of this run's rotation: stable across retries, recognisable as ours."""
     return VERSION_PREFIX + str(uuid.uuid5(uuid.NAMESPACE_URL, execution))
+
+
+def _refuse_unless_wandb_holds_the_master_password(target: WandbTarget, password: str) -> None:
+    """Onboarding's rollback puts the master user back into W&B's settings: only ever what W&B already
+    holds, never a master password W&B's settings do not carry (RDS may have rotated it since)."""
+    if not target.holds(password):
+        raise CutoverError(
+            f"{target.description} does not hold the master secret's current password: W&B is on a master password "
+            "that has changed since (RDS-managed rotation?). Onboarding's rollback would write the current one into "
+            "W&B's settings, so it is refused; put W&B on the current master password first (docs/rotation.md)"
+        )
 
 
 def _version_with(stages: dict[str, list[str]], label: str) -> str:

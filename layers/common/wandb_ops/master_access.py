@@ -48,6 +48,7 @@ class MasterSecret(BaseModel):
     ssl: bool | None = None
     ssl_cert: str | None = Field(default=None, repr=False)
     ssl_key: str | None = Field(default=None, repr=False)
+    arn: str = ""  # where it was read from (not part of the secret's JSON)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class DatabaseEndpoints:
     writer: str
     port: int
     hosts: frozenset[str]  # writer, reader, custom and instance endpoints, lower case
+    database_name: str | None = None  # the database RDS created with it (terraform-aws-wandb: wandb_local)
+    managed_master_secret: str | None = None  # the ARN of RDS's own master secret, when RDS manages it
 
 
 def describe_database(rds: Any, kind: DatabaseKind, identifier: str) -> DatabaseEndpoints:
@@ -69,11 +72,12 @@ def describe_database(rds: Any, kind: DatabaseKind, identifier: str) -> Database
             for member in cluster.get("DBClusterMembers", []):
                 instance = rds.describe_db_instances(DBInstanceIdentifier=member["DBInstanceIdentifier"])
                 hosts.append(instance["DBInstances"][0].get("Endpoint", {}).get("Address"))
-            writer, port = cluster.get("Endpoint"), cluster.get("Port")
+            writer, port, described = cluster.get("Endpoint"), cluster.get("Port"), cluster
+            name = cluster.get("DatabaseName")
         else:
             instance = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
             writer, port = instance.get("Endpoint", {}).get("Address"), instance.get("Endpoint", {}).get("Port")
-            hosts = [writer]
+            hosts, described, name = [writer], instance, instance.get("DBName")
     except ClientError as exc:
         if error_code(exc) in _NOT_FOUND:
             what = "Aurora cluster" if kind == "aurora-cluster" else "RDS instance"
@@ -84,7 +88,14 @@ def describe_database(rds: Any, kind: DatabaseKind, identifier: str) -> Database
         raise
     if not writer or not port:
         raise ConfigurationError(f"RDS reports no endpoint for '{identifier}' yet: is it still being created?")
-    return DatabaseEndpoints(identifier, str(writer), int(port), frozenset(str(h).lower() for h in hosts if h))
+    return DatabaseEndpoints(
+        identifier,
+        str(writer),
+        int(port),
+        frozenset(str(h).lower() for h in hosts if h),
+        name,
+        described.get("MasterUserSecret", {}).get("SecretArn"),
+    )
 
 
 @dataclass(frozen=True)
@@ -123,13 +134,16 @@ class MasterAccess:
             raise ConfigurationError("this function does not know the stack's database: redeploy the stack")
         return self.database()
 
+    def database_name(self) -> str | None:
+        return self._database.database_name
+
     def load(self, secret_id: str, error: type[Exception]) -> MasterSecret:
         try:
-            raw = self.secretsmanager.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")["SecretString"]
+            found = self.secretsmanager.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")
         except ClientError as exc:
             raise error(f"cannot read the master secret {secret_id}: {error_code(exc)}") from None
         try:
-            return MasterSecret.model_validate(json.loads(raw))
+            return MasterSecret.model_validate({**json.loads(found["SecretString"]), "arn": found["ARN"]})
         except json.JSONDecodeError:
             raise error(f"the master secret {secret_id} is not JSON") from None
         except ValidationError as exc:
@@ -143,6 +157,12 @@ class MasterAccess:
             host = master.host
         else:
             database = self._database
+            if database.managed_master_secret and database.managed_master_secret != master.arn:
+                raise error(
+                    f"the master secret {secret_id} has no host, and RDS manages another master secret for "
+                    f"{database.identifier} ({database.managed_master_secret}): its password is not this database's. "
+                    "Point MasterSecretArn (and the application secret's 'masterarn') at RDS's secret"
+                )
             host, port, hosts = database.writer, database.port, database.hosts
             where = f"an endpoint of the database {database.identifier} (from RDS)"
         return MasterConnection(_on_server(master, host, port, engine), hosts, where)

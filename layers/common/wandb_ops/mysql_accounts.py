@@ -42,7 +42,8 @@ class DbSecret(BaseModel):
     engine: str = Field(pattern=r"^(mysql|mariadb|aurora-mysql)$")
     host: str = Field(min_length=1)
     port: int = Field(default=3306, ge=1, le=65535)
-    username: str = Field(min_length=1, max_length=80)
+    # No spaces (MySQL ignores trailing ones when matching names) and nothing a URL would misread.
+    username: str = Field(pattern=r"^[A-Za-z0-9_.~-]{1,80}$")
     password: str = Field(min_length=1, repr=False)
     dbname: str | None = None
     masterarn: str | None = None
@@ -187,7 +188,8 @@ _ACCOUNT_TABLES = (
 )
 # What differs between an account and its clone by nature: who granted, when, and the password.
 _NOT_COMPARED = frozenset({"Grantor", "Timestamp", "Password", "authentication_string", "password_last_changed"})
-_ATTRIBUTE_SECRETS = frozenset({"additional_password"})  # MySQL's retained second password, in User_attributes
+# Password material MySQL keeps in User_attributes: the retained second password, other factors' hashes.
+_ATTRIBUTE_SECRETS = frozenset({"additional_password", "authentication_string"})
 
 Row = tuple[tuple[str, Any], ...]
 
@@ -198,14 +200,14 @@ def _comparable(column: str, value: Any) -> Any:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     if column == "User_attributes" and value:
-        attributes = {k: v for k, v in json.loads(value).items() if k not in _ATTRIBUTE_SECRETS}
-        return json.dumps(_sorted_lists(attributes), sort_keys=True)
+        return json.dumps(_sorted_lists(json.loads(value)), sort_keys=True)
     return value
 
 
 def _sorted_lists(value: Any) -> Any:
+    """``value`` with every list in a fixed order and no password material, at any depth."""
     if isinstance(value, dict):
-        return {key: _sorted_lists(item) for key, item in value.items()}
+        return {key: _sorted_lists(item) for key, item in value.items() if key not in _ATTRIBUTE_SECRETS}
     if isinstance(value, list):
         return sorted((_sorted_lists(item) for item in value), key=lambda item: json.dumps(item, sort_keys=True))
     return value

@@ -27,6 +27,7 @@ from wandb_ops.master_access import MasterAccess
 from wandb_ops.mysql_accounts import AccountCloner, Connector, DbSecret, load_db_secret, logged_in_account
 from wandb_ops.mysql_grammar import GrammarError
 from wandb_ops.observability import logger
+from wandb_ops.password_proof import PasswordMint
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 MAX_USERNAME = 32  # MySQL's limit (MariaDB allows 80)
@@ -42,7 +43,7 @@ class RotationDeps:
     secretsmanager: Any
     connector: Connector
     master: MasterAccess
-    password_length: int = 32
+    mint: PasswordMint  # the new user's password, provably this function's (wandb_ops.password_proof)
 
 
 def rotated_username(current: str, token: str) -> str:
@@ -108,7 +109,8 @@ def _master(deps: RotationDeps, step: str, secret_id: str, current: DbSecret) ->
 
 def _vetted_master(deps: RotationDeps, step: str, secret_id: str, current: DbSecret) -> DbSecret:
     """Before anything is created: the master connection, once the current credentials are proven
-    (they log in as the user they name) and that user is not the master user."""
+    (they log in as the user they name, whose every host entry has that one password) and that user
+    is not the master user."""
     master = _master(deps, step, secret_id, current)
     if current.username == master.username:
         raise _master_refused(step, current.username)
@@ -125,10 +127,26 @@ def _vetted_master(deps: RotationDeps, step: str, secret_id: str, current: DbSec
     try:
         with deps.connector.connect(master) as connection:
             master_account = logged_in_account(connection)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT COUNT(DISTINCT authentication_string), COUNT(DISTINCT plugin) FROM mysql.user "
+                    "WHERE User = %s",
+                    (current.username,),
+                )
+                passwords, plugins = cursor.fetchone()
     except pymysql.MySQLError as exc:
-        raise _mysql_error(step, f"login as master user '{master.username}'", exc, current, master) from None
+        action = f"reading the accounts of '{current.username}' as master user '{master.username}'"
+        raise _mysql_error(step, action, exc, current, master) from None
     if master_account[0] == current_account[0]:
         raise _master_refused(step, current.username)
+    if passwords > 1 or plugins > 1:
+        # The clone copies every host entry; the login proved the password of one. Entries with another
+        # password are separate accounts whose privileges the secret's writer may not have.
+        raise RotationError(
+            f"{step}: '{current.username}' has host entries with different passwords or authentication plugins: "
+            "the secret's password proves only one of them, so they are not cloned. Give every entry the same "
+            "password (or keep one entry); nothing was created"
+        )
     return master
 
 
@@ -186,9 +204,7 @@ def _create_secret(deps: RotationDeps, secret_id: str, token: str, stages: dict[
             raise
     _vetted_master(deps, "createSecret", secret_id, current)
     username = rotated_username(current.username, token)
-    password = deps.secretsmanager.get_random_password(
-        PasswordLength=deps.password_length, ExcludePunctuation=True, IncludeSpace=False
-    )["RandomPassword"]
+    password = deps.mint.password("rotation", username, token)
     pending = {**current.model_dump(exclude_none=True), "username": username, "password": password}
     deps.secretsmanager.put_secret_value(
         SecretId=secret_id, ClientRequestToken=token, SecretString=json.dumps(pending), VersionStages=["AWSPENDING"]
@@ -200,7 +216,7 @@ def _create_secret(deps: RotationDeps, secret_id: str, token: str, stages: dict[
 def _set_secret(deps: RotationDeps, secret_id: str, token: str, stages: dict[str, list[str]]) -> str:
     current = _current(deps, secret_id)
     pending = _pending(deps, secret_id, token)
-    _refuse_unexpected_pending(current, pending, token)
+    _refuse_unexpected_pending(deps, current, pending, token)
     master = _vetted_master(deps, "setSecret", secret_id, current)
     try:
         with deps.connector.connect(master) as connection:
@@ -224,14 +240,19 @@ def _set_secret(deps: RotationDeps, secret_id: str, token: str, stages: dict[str
     return f"{pending.username} is a clone of {current.username} ({len(applied)} statements applied)"
 
 
-def _refuse_unexpected_pending(current: DbSecret, pending: DbSecret, token: str) -> None:
+def _refuse_unexpected_pending(deps: RotationDeps, current: DbSecret, pending: DbSecret, token: str) -> None:
     """The pending version may differ from AWSCURRENT only by the user createSecret names for this
-    token and its password: anything else was written by someone else."""
+    token and the password it made for it: anything else was written by someone else."""
     expected = rotated_username(current.username, token)
     if pending.username != expected:
         raise RotationError(
             f"setSecret: the pending version names user '{pending.username}', not '{expected}' (the name this "
             "rotation derives from the current user and the token): refused, nothing was changed"
+        )
+    if not deps.mint.is_ours("rotation", pending.username, token, pending.password):
+        raise RotationError(
+            "setSecret: the pending version's password was not made by this stack's rotation function (someone "
+            "else wrote the version): refused, nothing was changed. Cancel this rotation (docs/rotation.md)"
         )
     changed = sorted(
         key
@@ -264,7 +285,7 @@ def _refuse_foreign_account(deps: RotationDeps, pending: DbSecret) -> None:
 def _test_secret(deps: RotationDeps, secret_id: str, token: str, stages: dict[str, list[str]]) -> str:
     current = _current(deps, secret_id)
     pending = _pending(deps, secret_id, token)
-    _refuse_unexpected_pending(current, pending, token)
+    _refuse_unexpected_pending(deps, current, pending, token)
     master = _master(deps, "testSecret", secret_id, current)
     try:
         with deps.connector.connect(pending, database=pending.dbname) as connection, connection.cursor() as cursor:

@@ -9,14 +9,30 @@ Passwords are held in memory only for the patch, never returned or logged.
 """
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import SplitResult, urlsplit
 
-from wandb_ops.errors import ConfigurationError
+from wandb_ops.errors import ConfigurationError, WandbOpsError
 from wandb_ops.kubernetes_access import KubernetesApi
 
 TargetKind = Literal["operator", "legacy-secret"]
+# W&B puts user and password into a mysql:// URL unescaped: anything else could change its host.
+URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]{1,128}")
+
+
+class UnsafeCredentialsError(WandbOpsError):
+    """A user name or password that W&B's unescaped URL could misread; nothing was written."""
+
+
+def refuse_unsafe(user: str, password: str) -> None:
+    for field, value in (("user name", user), ("password", password)):
+        if not URL_SAFE.fullmatch(value):
+            raise UnsafeCredentialsError(
+                f"the {field} holds characters W&B would misread in its database URL (allowed: letters, digits, "
+                "_ . ~ -): W&B's settings were not changed"
+            )
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,10 @@ class WandbTarget(Protocol):
 
     def rendered(self, password: str) -> bool:
         """Whether a pod started now would get this password (the operator may not have caught up)."""
+        ...
+
+    def holds(self, password: str) -> bool:
+        """Whether W&B's settings carry this password."""
         ...
 
 
@@ -84,6 +104,7 @@ class OperatorTarget:
         mysql = self._mysql()
         if mysql["user"] == user and mysql["password"] == password:
             return False
+        refuse_unsafe(user, password)
         patch = {"spec": {"values": {"global": {"mysql": {"user": user, "password": password}}}}}
         self._api.patch_custom_resource(self._namespace, self._name, patch)
         return True
@@ -93,6 +114,9 @@ class OperatorTarget:
         secret = self._api.get_secret(self._namespace, f"{self._name}-mysql")
         encoded = secret.get("data", {}).get("MYSQL_PASSWORD", "")
         return bool(encoded) and base64.b64decode(encoded).decode() == password
+
+    def holds(self, password: str) -> bool:
+        return bool(self._mysql()["password"] == password)
 
 
 class LegacySecretTarget:
@@ -130,7 +154,7 @@ class LegacySecretTarget:
         url = self._url()
         if url.username == user and url.password == password:
             return False
-        # W&B reads the URL unescaped; rotation generates alphanumeric passwords for that reason.
+        refuse_unsafe(user, password)  # W&B reads the URL unescaped
         host = url.hostname if url.port is None else f"{url.hostname}:{url.port}"
         value = url._replace(netloc=f"{user}:{password}@{host}").geturl()
         self._api.patch_secret(
@@ -140,3 +164,6 @@ class LegacySecretTarget:
 
     def rendered(self, password: str) -> bool:
         return True  # pods read this Secret itself
+
+    def holds(self, password: str) -> bool:
+        return self._url().password == password
