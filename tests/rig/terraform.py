@@ -144,8 +144,9 @@ def modern_terraform() -> Terraform:
 
 def backend_settings(terraform: Terraform, settings: dict[str, str], endpoint: str) -> str:
     """The `backend "s3"` block pointing at the emulator, as this version expects it: 1.6
-    replaced `endpoint` and `force_path_style` (which newer versions ignore, then reach for real
-    AWS) with `endpoints` and `use_path_style`; 1.10 added S3-native locking (`use_lockfile`)."""
+    deprecated `endpoint` and `force_path_style` (S3 only) for `endpoints` and `use_path_style`,
+    and looks the account up through STS and IAM (real AWS, with only `endpoint` set) unless
+    `skip_requesting_account_id`; 1.10 added S3-native locking (`use_lockfile`)."""
     region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     lines = [f'    {name} = "{value}"' for name, value in {**settings, "region": region}.items()]
     if terraform.release >= (1, 6):
