@@ -7,7 +7,7 @@ import boto3
 from tests.rig.local_cloud import LocalCloud
 from tests.rig.stack import DeployedStack
 from tests.rig.terraform import DEFAULT_PASSWORD as STATE_PASSWORD
-from tests.rig.terraform import TerraformProject
+from tests.rig.terraform import Terraform, TerraformProject
 from tests.rig.wandb_deployment import SimulatedWandb
 from tests.workflows.notifications import TopicInbox
 
@@ -36,10 +36,10 @@ def test_findings_are_returned_and_published(cloud: LocalCloud, stack: DeployedS
 
 
 def test_the_other_workflows_runs_turn_their_items_ok(
-    cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb
+    cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb, terraform: Terraform
 ) -> None:
     # A real terraform state, holding the database password as W&B's does, uploaded for backup.
-    project = TerraformProject()
+    project = TerraformProject(terraform=terraform)
     project.apply(revision=1)
     state_bucket = stack.outputs["TfStateBackupBucketName"]
     boto3.client("s3").put_object(Bucket=state_bucket, Key="intake/wandb/terraform.tfstate", Body=project.local_state())

@@ -9,7 +9,7 @@ import boto3
 from tests.rig.lambda_runtime import Invocation
 from tests.rig.local_cloud import LocalCloud
 from tests.rig.stack import RESOLVED_BUCKET_POLICIES, DeployedStack
-from tests.rig.terraform import TerraformProject
+from tests.rig.terraform import Terraform, TerraformProject
 from tests.rig.wandb_deployment import SimulatedWandb
 
 
@@ -82,9 +82,9 @@ def _published_by(cloud: LocalCloud, stack: DeployedStack) -> set[str]:
 
 
 def test_deleting_the_stack_keeps_the_backups_and_the_key_that_encrypts_them(
-    cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb
+    cloud: LocalCloud, stack: DeployedStack, wandb: SimulatedWandb, terraform: Terraform
 ) -> None:
-    project = TerraformProject()
+    project = TerraformProject(terraform=terraform)
     project.apply(revision=1)
     state_bucket = stack.outputs["TfStateBackupBucketName"]
     s3 = boto3.client("s3")

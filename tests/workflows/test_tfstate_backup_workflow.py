@@ -1,7 +1,10 @@
 """The terraform state backup workflow end to end: real `terraform apply` runs writing
 to the emulator's S3 (backend) or uploaded to the intake prefix, the real definition
-in the interpreter, the real handler for every task."""
+in the interpreter, the real handler for every task. Every test that runs Terraform runs
+with each Terraform the rig finds (tests/workflows/conftest.py): the pinned 1.0.3, and 1.10
+or newer, whose backend also locks with `.tflock` objects next to the state."""
 
+import base64
 import hashlib
 import io
 import json
@@ -16,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from tests.rig.local_cloud import Execution, LocalCloud
 from tests.rig.stack import REPO_ROOT, RESOLVED_BUCKET_POLICIES, DeployedStack
-from tests.rig.terraform import DEFAULT_PASSWORD, TerraformProject
+from tests.rig.terraform import DEFAULT_PASSWORD, Terraform, TerraformProject
 from tests.rig.wandb_deployment import SimulatedWandb
 from tests.workflows.notifications import TopicInbox
 from wandb_ops.tfstate import list_backups, verify_backup
@@ -24,6 +27,7 @@ from wandb_ops.tfstate import list_backups, verify_backup
 BACKEND_BUCKET = "acme-terraform"
 BACKEND_KEY = "wandb/terraform.tfstate"
 PASSWORD = DEFAULT_PASSWORD  # what the state holds; must never leave it
+LOCK_IGNORED = "a lock file (.tflock), not a state"
 
 
 @pytest.fixture
@@ -33,15 +37,26 @@ def tf_stack(cloud: LocalCloud, wandb: SimulatedWandb) -> DeployedStack:
 
 
 @pytest.fixture
-def backend_project(cloud: LocalCloud) -> Iterator[TerraformProject]:
-    project = TerraformProject({"bucket": BACKEND_BUCKET, "key": BACKEND_KEY}, cloud.emulator.endpoint)
+def backend_project(cloud: LocalCloud, terraform: Terraform) -> Iterator[TerraformProject]:
+    project = TerraformProject({"bucket": BACKEND_BUCKET, "key": BACKEND_KEY}, cloud.emulator.endpoint, terraform)
     yield project
     project.close()
 
 
 @pytest.fixture
-def local_project() -> Iterator[TerraformProject]:
-    project = TerraformProject()
+def locking_project(cloud: LocalCloud, lockfile_terraform: Terraform) -> Iterator[TerraformProject]:
+    """A backend with `use_lockfile = true` (Terraform 1.10 or newer)."""
+    project = TerraformProject(
+        {"bucket": BACKEND_BUCKET, "key": BACKEND_KEY}, cloud.emulator.endpoint, lockfile_terraform
+    )
+    assert "use_lockfile = true" in (project.workdir / "main.tf").read_text()
+    yield project
+    project.close()
+
+
+@pytest.fixture
+def local_project(terraform: Terraform) -> Iterator[TerraformProject]:
+    project = TerraformProject(terraform=terraform)
     yield project
     project.close()
 
@@ -81,19 +96,28 @@ def _assert_no_secret_escaped(cloud: LocalCloud, executions: list[Execution], in
 def test_every_apply_is_backed_up_once_in_serial_order(
     cloud: LocalCloud, tf_stack: DeployedStack, backend_project: TerraformProject
 ) -> None:
-    executions = []
+    s3 = boto3.client("s3")
+    executions, written = [], []
     for revision in (1, 2, 3, 4):
         backend_project.apply(revision)
+        written.append(s3.get_object(Bucket=BACKEND_BUCKET, Key=BACKEND_KEY)["Body"].read())
         executions.append(_run(cloud, tf_stack, BACKEND_BUCKET, BACKEND_KEY))
     assert [_outcomes(e) for e in executions] == [[("stored", None)]] * 4
-    s3 = boto3.client("s3")
+    serials = [json.loads(state)["serial"] for state in written]
+    # 1.0.3's first apply writes serial 0, 1.10's serial 1; each apply adds one
+    assert serials == list(range(serials[0], serials[0] + 4))
     history = list_backups(s3, _backup_bucket(tf_stack), "backend/default")
-    assert [entry.serial for entry in history] == [0, 1, 2, 3]
+    assert [entry.serial for entry in history] == serials
     assert len({entry.lineage for entry in history}) == 1
-    newest = json.loads(s3.get_object(Bucket=BACKEND_BUCKET, Key=BACKEND_KEY)["Body"].read())
-    assert verify_backup(s3, _backup_bucket(tf_stack), history[-1].key).serial == newest["serial"]
-    head = s3.head_object(Bucket=_backup_bucket(tf_stack), Key=history[-1].key)
+    assert verify_backup(s3, _backup_bucket(tf_stack), history[-1].key).serial == serials[-1]
+    head = s3.head_object(Bucket=_backup_bucket(tf_stack), Key=history[-1].key, ChecksumMode="ENABLED")
     assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(written[-1]).digest()).decode()
+    # 1.10 and later send a SHA-256 checksum with the state (1.0.3 none): the backup's is the same
+    source = s3.head_object(Bucket=BACKEND_BUCKET, Key=BACKEND_KEY, ChecksumMode="ENABLED")
+    assert source.get("ChecksumSHA256") == (head["ChecksumSHA256"] if backend_project.terraform.modern else None)
+    # the lock objects 1.10 writes next to the state are gone once the apply is done
+    assert [item["Key"] for item in s3.list_objects_v2(Bucket=BACKEND_BUCKET)["Contents"]] == [BACKEND_KEY]
     _assert_no_secret_escaped(cloud, executions)
 
 
@@ -149,7 +173,7 @@ def test_anomalies_are_set_aside_and_notified_never_overwriting_history(
     conflicting = json.loads(states[-1])
     conflicting["outputs"]["revision"]["value"] = 99  # same serial, different content
     conflict = _run(cloud, tf_stack, bucket, _upload(tf_stack, json.dumps(conflicting).encode()))
-    foreign_project = TerraformProject()
+    foreign_project = TerraformProject(terraform=local_project.terraform)
     foreign_project.apply(7)
     foreign = _run(cloud, tf_stack, bucket, _upload(tf_stack, foreign_project.local_state()))
     foreign_project.close()
@@ -314,9 +338,7 @@ def test_lock_files_and_other_keys_are_ignored(cloud: LocalCloud, tf_stack: Depl
     boto3.client("s3").put_object(Bucket=BACKEND_BUCKET, Key=f"{BACKEND_KEY}.tflock", Body=b'{"ID": "lock"}')
     execution = _run(cloud, tf_stack, BACKEND_BUCKET, f"{BACKEND_KEY}.tflock")
     assert execution.output["results"] == []
-    assert execution.output["ignored"] == [
-        {"key": f"{BACKEND_KEY}.tflock", "reason": "a lock file (.tflock), not a state"}
-    ]
+    assert execution.output["ignored"] == [{"key": f"{BACKEND_KEY}.tflock", "reason": LOCK_IGNORED}]
     assert cloud.runtime.invocations_of("TfStateBackupFunction")[0].event["action"] == "plan"
     assert [i.event["action"] for i in cloud.runtime.invocations_of("TfStateBackupFunction")] == ["plan", "report"]
 
@@ -430,39 +452,155 @@ def test_restore_lists_and_verifies_then_the_script_fetches(
     )
 
 
-def test_the_s3_event_rules_start_the_workflow_for_state_keys(tf_stack: DeployedStack) -> None:
-    """moto's EventBridge cannot deliver to Step Functions: send S3's events through the deployed
-    rules with their targets swapped for an SQS queue carrying the same input transformer."""
+def _queue_for(rule: str, pattern: dict[str, Any]) -> str:
+    """A queue receiving what a new rule of this pattern matches."""
     events, sqs = boto3.client("events"), boto3.client("sqs")
-    queue_url = sqs.create_queue(QueueName="tfstate-rule-probe")["QueueUrl"]
+    queue_url: str = sqs.create_queue(QueueName=f"{rule}-probe")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=rule, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=rule, Targets=[{"Id": "probe", "Arn": queue_arn}])
+    return queue_url
+
+
+def _deployed_rules_to_queue(stack: DeployedStack) -> str:
+    """moto's EventBridge cannot deliver to Step Functions: the deployed rules' targets swapped
+    for an SQS queue carrying the same input transformer, so the queue receives each input."""
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    queue_url: str = sqs.create_queue(QueueName="tfstate-rule-probe")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     rules = [r for r in events.list_rules()["Rules"] if "TfStateBackupStateMachine" in r["Name"]]
     assert len(rules) == 2  # intake and backend
     for rule in rules:
         [target] = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
-        assert target["Arn"] == stack_arn(tf_stack)
+        assert target["Arn"] == stack_arn(stack)
         events.remove_targets(Rule=rule["Name"], Ids=[target["Id"]])
         probe = {key: value for key, value in target.items() if key != "RoleArn"}
         events.put_targets(Rule=rule["Name"], Targets=[{**probe, "Arn": queue_arn}])
+    return queue_url
 
-    def object_created(bucket: str, key: str) -> dict[str, str]:
-        detail = {"bucket": {"name": bucket}, "object": {"key": key, "size": 10}}
-        return {"Source": "aws.s3", "DetailType": "Object Created", "Detail": json.dumps(detail)}
 
+def _drain(queue_url: str) -> list[dict[str, Any]]:
+    sqs, bodies = boto3.client("sqs"), []
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            bodies.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return bodies
+
+
+def _object_created(bucket: str, key: str) -> dict[str, str]:
+    """The documented S3 "Object Created" event (moto labels its own with a wrong detail-type)."""
+    detail = {"bucket": {"name": bucket}, "object": {"key": key, "size": 10}}
+    return {"Source": "aws.s3", "DetailType": "Object Created", "Detail": json.dumps(detail)}
+
+
+def test_the_s3_event_rules_start_the_workflow_for_state_keys(tf_stack: DeployedStack) -> None:
+    """S3's events sent through the deployed rules, each target swapped for a queue."""
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    queue_url = _deployed_rules_to_queue(tf_stack)
     backup = _backup_bucket(tf_stack)
     events.put_events(
         Entries=[
-            object_created(BACKEND_BUCKET, f"{BACKEND_KEY}.tflock"),
-            object_created(BACKEND_BUCKET, "unrelated/file.txt"),
-            object_created(backup, "states/intake/x/000000000001-abc.tfstate"),
+            _object_created(BACKEND_BUCKET, f"{BACKEND_KEY}.tflock"),
+            _object_created(BACKEND_BUCKET, "unrelated/file.txt"),
+            _object_created(backup, "states/intake/x/000000000001-abc.tfstate"),
         ]
     )
     assert "Messages" not in sqs.receive_message(QueueUrl=queue_url)
     for bucket, key in ((BACKEND_BUCKET, BACKEND_KEY), (backup, "intake/wandb-prod/terraform.tfstate")):
-        events.put_events(Entries=[object_created(bucket, key)])
+        events.put_events(Entries=[_object_created(bucket, key)])
         [message] = sqs.receive_message(QueueUrl=queue_url)["Messages"]
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         assert json.loads(message["Body"]) == {"bucket": bucket, "key": key, "source": "event"}
+
+
+def _backup_tasks_took(cloud: LocalCloud) -> list[str]:
+    invocations = cloud.runtime.invocations_of("TfStateBackupFunction")
+    return [i.event["object"]["key"] for i in invocations if i.event["action"] == "backup"]
+
+
+def test_a_locking_apply_s_events_back_up_each_state_and_never_a_lock(
+    cloud: LocalCloud, tf_stack: DeployedStack, locking_project: TerraformProject
+) -> None:
+    """`use_lockfile` (1.10+): every operation writes `<key>.tflock` next to the state, then the
+    state, then deletes the lock. The S3 events of real applies reach the deployed rules; their
+    workspace prefix matches a workspace's lock too, and the run it starts ignores the lock."""
+    s3 = boto3.client("s3")
+    s3.put_bucket_notification_configuration(  # as docs/tfstate-backup.md has users do
+        Bucket=BACKEND_BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    seen = _queue_for("backend-writes", {"source": ["aws.s3"], "detail": {"bucket": {"name": [BACKEND_BUCKET]}}})
+    inputs_queue = _deployed_rules_to_queue(tf_stack)
+    locking_project.apply(1)
+    locking_project.workspace("staging")  # writes the workspace's first, empty state
+    locking_project.apply(1)
+
+    lock, staging = f"{BACKEND_KEY}.tflock", f"env:/staging/{BACKEND_KEY}"
+    backend_events = _drain(seen)
+    written = [e["detail"]["object"]["key"] for e in backend_events if e["detail-type"] == "Object Created"]
+    deleted = [e["detail"]["object"]["key"] for e in backend_events if e["detail-type"] == "Object Deleted"]
+    assert written == [lock, BACKEND_KEY, f"{staging}.tflock", staging, f"{staging}.tflock", staging]
+    assert deleted == [lock, f"{staging}.tflock", f"{staging}.tflock"]
+    matched = _drain(inputs_queue)  # by the deployed rules' own patterns
+    assert [e["detail"]["object"]["key"] for e in matched] == [
+        BACKEND_KEY,
+        f"{staging}.tflock",
+        staging,
+        f"{staging}.tflock",
+        staging,
+    ]
+    # moto hands the S3 events it raises itself to a target untransformed: the same events sent
+    # again with PutEvents go through the rules' InputTransformer, giving the workflow's inputs.
+    entries = [{"Source": "aws.s3", "DetailType": "Object Created", "Detail": json.dumps(e["detail"])} for e in matched]
+    boto3.client("events").put_events(Entries=entries)
+    inputs = _drain(inputs_queue)
+    assert inputs == [
+        {"bucket": BACKEND_BUCKET, "key": e["detail"]["object"]["key"], "source": "event"} for e in matched
+    ]
+
+    executions = [cloud.run(stack_arn(tf_stack), workflow_input) for workflow_input in inputs]
+    assert all(execution.status == "SUCCEEDED" for execution in executions)
+    ignored = [{"key": f"{staging}.tflock", "reason": LOCK_IGNORED}]
+    assert [_outcomes(e) or e.output["ignored"] for e in executions] == [
+        [("stored", None)],
+        ignored,
+        [("stored", None)],  # the staging state as it is by now: after its apply
+        ignored,
+        [("duplicate", None)],
+    ]
+    assert _backup_tasks_took(cloud) == [BACKEND_KEY, staging, staging]
+    for workspace, key in (("backend/default", BACKEND_KEY), ("backend/staging", staging)):
+        [backup] = list_backups(s3, _backup_bucket(tf_stack), workspace)
+        assert backup.serial == json.loads(s3.get_object(Bucket=BACKEND_BUCKET, Key=key)["Body"].read())["serial"]
+
+
+def test_a_lock_held_during_an_apply_is_left_alone_by_the_sweep_and_by_a_run_for_it(
+    cloud: LocalCloud, tf_stack: DeployedStack, locking_project: TerraformProject
+) -> None:
+    """An apply waiting for approval holds its `.tflock` in the bucket, under the prefixes the
+    sweep lists: the sweep backs up the states beside it, a run started for the lock ignores it."""
+    s3 = boto3.client("s3")
+    locking_project.apply(1)
+    locking_project.workspace("staging")
+    locking_project.apply(1)
+    staging = f"env:/staging/{BACKEND_KEY}"
+    with locking_project.apply_awaiting_approval(2):
+        listed = [item["Key"] for item in s3.list_objects_v2(Bucket=BACKEND_BUCKET)["Contents"]]
+        assert listed == [staging, f"{staging}.tflock", BACKEND_KEY]
+        lock = json.loads(s3.get_object(Bucket=BACKEND_BUCKET, Key=f"{staging}.tflock")["Body"].read())
+        assert lock["Operation"] == "OperationTypeApply" and lock["Path"] == f"{BACKEND_BUCKET}/{staging}"
+        sweep = cloud.run(stack_arn(tf_stack), {"sweep": True, "source": "test"})
+        for_the_lock = _run(cloud, tf_stack, BACKEND_BUCKET, f"{staging}.tflock")
+    assert [item["Key"] for item in s3.list_objects_v2(Bucket=BACKEND_BUCKET)["Contents"]] == [staging, BACKEND_KEY]
+
+    assert sweep.status == "SUCCEEDED", sweep.cause
+    assert sorted((r["workspace"], r["source_key"], r["outcome"]) for r in sweep.output["results"]) == [
+        ("backend/default", BACKEND_KEY, "stored"),
+        ("backend/staging", staging, "stored"),
+    ]
+    assert for_the_lock.output["results"] == []
+    assert for_the_lock.output["ignored"] == [{"key": f"{staging}.tflock", "reason": LOCK_IGNORED}]
+    assert sorted(_backup_tasks_took(cloud)) == [staging, BACKEND_KEY]
 
 
 def test_the_events_in_the_repository_are_valid_inputs() -> None:
