@@ -40,6 +40,7 @@ from wandb_ops.mysql_accounts import (
     database_wildcards_apply,
     load_db_secret,
     logged_in_account,
+    logs_in_as_itself,
 )
 from wandb_ops.password_proof import PasswordMint
 from wandb_ops.polling import backoff
@@ -656,12 +657,8 @@ class Cutover:
             )
 
     def _prove_login(self, app: DbSecret) -> None:
-        try:
-            with self.deps.connector.connect(app) as connection:
-                if logged_in_account(connection)[0] == app.username:
-                    return
-        except pymysql.MySQLError:
-            pass
+        if logs_in_as_itself(self.deps.connector, app):
+            return
         raise CutoverError(
             f"a database user '{app.username}' exists and this run's password does not log in as it: it was not "
             "created by this onboarding run and is left alone. Drop it or choose another ApplicationUserName"

@@ -17,19 +17,17 @@ accepted only when it is that same database; otherwise the work is refused befor
 connection is made.
 """
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from wandb_ops.aws import error_code
 from wandb_ops.errors import ConfigurationError
-from wandb_ops.mysql_accounts import DbSecret
-from wandb_ops.validation import describe_validation_error
+from wandb_ops.mysql_accounts import DbSecret, load_secret
 
 DatabaseKind = Literal["aurora-cluster", "rds-instance"]
 _NOT_FOUND = ("DBClusterNotFoundFault", "DBInstanceNotFound", "DBInstanceNotFoundFault")
@@ -138,16 +136,10 @@ class MasterAccess:
         return self._database.database_name
 
     def load(self, secret_id: str, error: type[Exception]) -> MasterSecret:
-        try:
-            found = self.secretsmanager.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")
-        except ClientError as exc:
-            raise error(f"cannot read the master secret {secret_id}: {error_code(exc)}") from None
-        try:
-            return MasterSecret.model_validate({**json.loads(found["SecretString"]), "arn": found["ARN"]})
-        except json.JSONDecodeError:
-            raise error(f"the master secret {secret_id} is not JSON") from None
-        except ValidationError as exc:
-            raise error(f"the master secret {secret_id} has an {describe_validation_error(exc)}") from None
+        master, arn = load_secret(
+            self.secretsmanager, secret_id, "master", error, MasterSecret, VersionStage="AWSCURRENT"
+        )
+        return master.model_copy(update={"arn": arn})
 
     def connection(self, secret_id: str, error: type[Exception], engine: str = "mysql") -> MasterConnection:
         master = self.load(secret_id, error)

@@ -62,12 +62,20 @@ def load_db_secret(
 ) -> DbSecret:
     """A secret version as a DbSecret; ``error`` (the caller's error class) names the secret and what is wrong,
     never a value."""
+    return load_secret(secretsmanager, secret_id, what, error, DbSecret, **version)[0]
+
+
+def load_secret[Shape: BaseModel](
+    secretsmanager: Any, secret_id: str, what: str, error: type[Exception], shape: type[Shape], **version: str
+) -> tuple[Shape, str]:
+    """A secret version's JSON as ``shape``, and the secret's ARN; errors name the secret and the field,
+    never a value."""
     try:
-        raw = secretsmanager.get_secret_value(SecretId=secret_id, **version)["SecretString"]
+        found = secretsmanager.get_secret_value(SecretId=secret_id, **version)
     except ClientError as exc:
         raise error(f"cannot read the {what} secret {secret_id}: {error_code(exc)}") from None
     try:
-        return DbSecret.model_validate(json.loads(raw))
+        return shape.model_validate(json.loads(found["SecretString"])), str(found["ARN"])
     except json.JSONDecodeError:
         raise error(f"the {what} secret {secret_id} is not JSON") from None
     except ValidationError as exc:
@@ -150,6 +158,16 @@ def logged_in_account(connection: "pymysql.connections.Connection[Any]") -> tupl
         cursor.execute("SELECT CURRENT_USER()")
         user, _, host = str(cursor.fetchone()[0]).rpartition("@")
     return user, host
+
+
+def logs_in_as_itself(connector: Connector, secret: DbSecret) -> bool:
+    """Whether the secret's password (and client certificate) logs in, as the user it names: the proof
+    that whoever holds the secret holds that account."""
+    try:
+        with connector.connect(secret) as connection:
+            return logged_in_account(connection)[0] == secret.username
+    except pymysql.MySQLError:
+        return False
 
 
 def database_wildcards_apply(connection: "pymysql.connections.Connection[Any]") -> bool:

@@ -24,7 +24,14 @@ from botocore.exceptions import ClientError
 from wandb_ops.aws import error_code
 from wandb_ops.errors import WandbOpsError
 from wandb_ops.master_access import MasterAccess
-from wandb_ops.mysql_accounts import AccountCloner, Connector, DbSecret, load_db_secret, logged_in_account
+from wandb_ops.mysql_accounts import (
+    AccountCloner,
+    Connector,
+    DbSecret,
+    load_db_secret,
+    logged_in_account,
+    logs_in_as_itself,
+)
 from wandb_ops.mysql_grammar import GrammarError
 from wandb_ops.observability import logger
 from wandb_ops.password_proof import PasswordMint
@@ -269,12 +276,8 @@ def _refuse_unexpected_pending(deps: RotationDeps, current: DbSecret, pending: D
 def _refuse_foreign_account(deps: RotationDeps, pending: DbSecret) -> None:
     """The pending user exists already: finish it only if the pending password logs in as it (this
     rotation made it and crashed); never give an account that was already there a password or grants."""
-    try:
-        with deps.connector.connect(pending) as connection:
-            if logged_in_account(connection)[0] == pending.username:
-                return
-    except pymysql.MySQLError:
-        pass
+    if logs_in_as_itself(deps.connector, pending):
+        return
     raise RotationError(
         f"setSecret: user '{pending.username}' exists already and the pending password does not log in as it: "
         "it was not made by this rotation, so it is left alone. Cancel this rotation (docs/rotation.md, "
