@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.unit.snapshot_pages import FakeRds
 from wandb_ops.posture_items import Status
 from wandb_ops.posture_records import (
     DESCRIBED_RUNS,
@@ -211,17 +212,6 @@ def test_no_more_than_two_months_of_runs_are_read() -> None:
 class DeniedStepFunctions:
     def list_executions(self, **_: Any) -> dict[str, Any]:
         raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "ListExecutions")
-
-
-class FakeRds:
-    def __init__(self, snapshots: list[dict[str, Any]]) -> None:
-        self.snapshots = snapshots
-
-    def get_paginator(self, _: str) -> "FakeRds":
-        return self
-
-    def paginate(self, **_: Any) -> list[dict[str, Any]]:
-        return [{"DBClusterSnapshots": self.snapshots}]
 
 
 def _copy(database: str, hours_ago: float, status: str = "available", ours: bool = True) -> dict[str, Any]:

@@ -4,6 +4,7 @@ available snapshot), what counts as ours, and snapshot naming."""
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.unit.snapshot_pages import FakeRds
 from wandb_ops.snapshot_workflow import SnapshotSettings, _poll
 from wandb_ops.snapshots import (
     RetentionPolicy,
@@ -93,19 +94,6 @@ def test_polls_back_off_exponentially_up_to_a_cap_and_give_up_at_the_bound() -> 
     assert _poll(settings, 0, started, late)["give_up"] is False
     assert _poll(settings, 5, started, late)["give_up"] is True  # a 300 s wait would pass the hour
     assert _poll(settings, 5, None, late)["give_up"] is False  # invoked alone (sam local invoke): per-loop bound only
-
-
-class FakeRds:
-    """DescribeDBClusterSnapshots pages, as list_manual reads them."""
-
-    def __init__(self, snapshots: list[dict[str, Any]]) -> None:
-        self.snapshots = snapshots
-
-    def get_paginator(self, _: str) -> "FakeRds":
-        return self
-
-    def paginate(self, **_: Any) -> list[dict[str, Any]]:
-        return [{"DBClusterSnapshots": self.snapshots}]
 
 
 def _snapshot(
