@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "common"))
 
-from wandb_ops import aws
-from wandb_ops.tfstate import IntegrityError, InvalidStateError, list_backups, verify_backup
+from wandb_ops.access.terraform_state import IntegrityError, InvalidStateError, list_backups, verify_backup
+from wandb_ops.core import aws
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,8 +90,8 @@ class Profile:
 
 
 def _run(source: str, replica: str, work_bucket: str) -> dict[str, Any]:
-    from wandb_ops import aws  # noqa: PLC0415 - the layer is on PYTHONPATH in the child process only
-    from wandb_ops.s3_sync_workflow import (  # noqa: PLC0415
+    from wandb_ops.core import aws  # noqa: PLC0415 - the layer is on PYTHONPATH in the child process only
+    from wandb_ops.workflows.s3_sync.steps import (  # noqa: PLC0415
         Clients,
         CopyTask,
         ManifestTask,

@@ -39,7 +39,7 @@ from tests.rig.local_cloud import Execution, LocalCloud, start_local_cloud  # no
 from tests.rig.stack import DeployedStack  # noqa: E402
 from tests.rig.wandb_deployment import seed_wandb  # noqa: E402
 from tests.rig.wandb_on_kubernetes import point_functions_at_engine, private_wandb_database  # noqa: E402
-from wandb_ops.polling import backoff  # noqa: E402
+from wandb_ops.core.polling import backoff  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SLOW_POLLS = 20

@@ -8,15 +8,17 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field, RootModel
 
-from wandb_ops import aws
-from wandb_ops.clock import utcnow
-from wandb_ops.errors import ConfigurationError
-from wandb_ops.master_access import MasterAccess
-from wandb_ops.models import StrictModel
-from wandb_ops.mysql_accounts import DEFAULT_CA_BUNDLE, Connector
-from wandb_ops.observability import logger, metrics, tracer
-from wandb_ops.polling import backoff
-from wandb_ops.restore_check import (
+from wandb_ops.access.mysql.accounts import DEFAULT_CA_BUNDLE, Connector
+from wandb_ops.access.mysql.master import MasterAccess
+from wandb_ops.access.rds_snapshots import SnapshotApi, format_slot
+from wandb_ops.core import aws
+from wandb_ops.core.clock import utcnow
+from wandb_ops.core.errors import ConfigurationError
+from wandb_ops.core.models import StrictModel
+from wandb_ops.core.observability import logger, metrics, tracer
+from wandb_ops.core.polling import backoff
+from wandb_ops.core.validation import parse_event
+from wandb_ops.workflows.db_restore_check.restore import (
     STACK_ID,
     RestoreCheckError,
     RestoreCheckRequest,
@@ -26,8 +28,6 @@ from wandb_ops.restore_check import (
     run_query,
     start,
 )
-from wandb_ops.snapshots import SnapshotApi, format_slot
-from wandb_ops.validation import parse_event
 
 # With this stack's id; without one, as a run started before an update named it (refused clearly).
 IDENTIFIER = Field(pattern=r"^wandb-ops-check-([0-9a-f]{8}-)?\d{12}$")

@@ -5,10 +5,11 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from wandb_ops import aws
-from wandb_ops.clock import utcnow
-from wandb_ops.observability import logger, metrics, tracer
-from wandb_ops.snapshot_workflow import (
+from wandb_ops.core import aws
+from wandb_ops.core.clock import utcnow
+from wandb_ops.core.observability import logger, metrics, tracer
+from wandb_ops.core.validation import parse_event
+from wandb_ops.workflows.db_snapshot.steps import (
     CheckTask,
     Clients,
     CopyTask,
@@ -24,7 +25,6 @@ from wandb_ops.snapshot_workflow import (
     retention,
     summary,
 )
-from wandb_ops.validation import parse_event
 
 
 @logger.inject_lambda_context(clear_state=True)

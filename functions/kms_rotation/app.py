@@ -6,10 +6,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field, RootModel
 
-from wandb_ops import aws
-from wandb_ops.aurora_reencrypt import CheckCopyTask, CopyTarget, PlanCopyTask, check_copy, plan_copy
-from wandb_ops.clock import utcnow
-from wandb_ops.kms_rotation import (
+from wandb_ops.core import aws
+from wandb_ops.core.clock import utcnow
+from wandb_ops.core.observability import logger, metrics, tracer
+from wandb_ops.core.validation import parse_event
+from wandb_ops.workflows.kms_rotation.aurora_copy import CheckCopyTask, CopyTarget, PlanCopyTask, check_copy, plan_copy
+from wandb_ops.workflows.kms_rotation.key_rotation import (
     AssessTask,
     Clients,
     DiscoverTask,
@@ -19,8 +21,6 @@ from wandb_ops.kms_rotation import (
     discover,
     summary,
 )
-from wandb_ops.observability import logger, metrics, tracer
-from wandb_ops.validation import parse_event
 
 
 class KmsTask(

@@ -6,17 +6,17 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from wandb_ops import aws
-from wandb_ops.clock import utcnow
-from wandb_ops.errors import ConfigurationError
-from wandb_ops.kms_rotation import Clients as RotationClients
-from wandb_ops.kms_rotation import RotationSettings
-from wandb_ops.models import TaskEvent
-from wandb_ops.observability import logger, metrics, tracer
-from wandb_ops.posture import PostureRequest, PostureSources, assess, store
-from wandb_ops.posture_records import RecordSettings, RecordSources
-from wandb_ops.settings import DeploymentSettings
-from wandb_ops.validation import parse_event
+from wandb_ops.core import aws
+from wandb_ops.core.clock import utcnow
+from wandb_ops.core.errors import ConfigurationError
+from wandb_ops.core.models import TaskEvent
+from wandb_ops.core.observability import logger, metrics, tracer
+from wandb_ops.core.settings import DeploymentSettings
+from wandb_ops.core.validation import parse_event
+from wandb_ops.workflows.kms_rotation.key_rotation import Clients as RotationClients
+from wandb_ops.workflows.kms_rotation.key_rotation import RotationSettings
+from wandb_ops.workflows.posture.assess import PostureRequest, PostureSources, assess, store
+from wandb_ops.workflows.posture.records import RecordSettings, RecordSources
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -7,10 +7,11 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from wandb_ops import aws
-from wandb_ops.clock import utcnow
-from wandb_ops.observability import logger, metrics, tracer
-from wandb_ops.s3_sync_workflow import (
+from wandb_ops.core import aws
+from wandb_ops.core.clock import utcnow
+from wandb_ops.core.observability import logger, metrics, tracer
+from wandb_ops.core.validation import parse_event
+from wandb_ops.workflows.s3_sync.steps import (
     Clients,
     CopyTask,
     ManifestTask,
@@ -26,7 +27,6 @@ from wandb_ops.s3_sync_workflow import (
     summary,
     verify,
 )
-from wandb_ops.validation import parse_event
 
 PLAN_MARGIN_MS = 120_000  # a plan stops this long before the function's timeout, to record where it is
 

@@ -5,11 +5,18 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from wandb_ops import aws
-from wandb_ops.observability import logger, metrics, tracer
-from wandb_ops.tfstate import StateObject, backup_state
-from wandb_ops.tfstate_workflow import BackupTask, PlanTask, TfStateTask, plan, report, source_config_from_env
-from wandb_ops.validation import parse_event
+from wandb_ops.access.terraform_state import StateObject, backup_state
+from wandb_ops.core import aws
+from wandb_ops.core.observability import logger, metrics, tracer
+from wandb_ops.core.validation import parse_event
+from wandb_ops.workflows.tfstate_backup.steps import (
+    BackupTask,
+    PlanTask,
+    TfStateTask,
+    plan,
+    report,
+    source_config_from_env,
+)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -4,11 +4,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from wandb_ops import aws
-from wandb_ops.observability import logger, tracer
-from wandb_ops.tfstate_restore import RestoreRequest, restore_plan
-from wandb_ops.tfstate_workflow import source_config_from_env
-from wandb_ops.validation import parse_event
+from wandb_ops.core import aws
+from wandb_ops.core.observability import logger, tracer
+from wandb_ops.core.validation import parse_event
+from wandb_ops.workflows.tfstate_backup.steps import source_config_from_env
+from wandb_ops.workflows.tfstate_restore.restore import RestoreRequest, restore_plan
 
 
 @logger.inject_lambda_context(clear_state=True)

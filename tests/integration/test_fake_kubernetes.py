@@ -25,7 +25,7 @@ from tests.rig.engines import Engine
 from tests.rig.fake_kubernetes import FakeKubernetes, MysqlConfig
 from tests.rig.fake_wandb_app import FakeWandbApp
 from tests.rig.local_cloud import LocalCloud
-from wandb_ops import kubernetes_access
+from wandb_ops.access.kubernetes import api as kubernetes_access
 
 CLUSTER = "wandb-test"
 NS = "default"
@@ -43,7 +43,7 @@ CLUSTER_ID_HEADER = "x-k8s-aws-id"
 
 
 def eks_token(cluster_name: str, sts: Any | None = None) -> str:
-    """The production token (wandb_ops.kubernetes_access), from the rig's credentials by default."""
+    """The production token (wandb_ops.access.kubernetes.api), from the rig's credentials by default."""
     return kubernetes_access.eks_token(sts or boto3.client("sts"), cluster_name)
 
 

@@ -20,9 +20,9 @@ from tests.rig.local_cloud import LocalCloud
 from tests.rig.rds import READER_HOST, WRITER_HOST, serve_locally
 from tests.rig.rogue_mysql import RogueMysqlServer
 from tests.rig.stack import DeployedStack
-from wandb_ops.mysql_accounts import AccountCloner, Connector, DbSecret
-from wandb_ops.password_proof import PasswordMint
-from wandb_ops.rotation import rotated_username
+from wandb_ops.access.mysql.accounts import AccountCloner, Connector, DbSecret
+from wandb_ops.access.password_proof import PasswordMint
+from wandb_ops.workflows.secret_rotation.rotation import rotated_username
 
 MASTER_PASSWORD = "Master0fThisTestServer"
 CA_SUBJECT = "/CN=wandb-ops test CA"

@@ -6,11 +6,11 @@ import boto3
 
 from tests.rig.local_cloud import LocalCloud
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb
-from wandb_ops.kms_rotation import Clients as RotationClients
-from wandb_ops.kms_rotation import RotationSettings
-from wandb_ops.posture import PostureReport, PostureSources, assess
-from wandb_ops.posture_items import Status
-from wandb_ops.settings import DeploymentSettings
+from wandb_ops.core.settings import DeploymentSettings
+from wandb_ops.workflows.kms_rotation.key_rotation import Clients as RotationClients
+from wandb_ops.workflows.kms_rotation.key_rotation import RotationSettings
+from wandb_ops.workflows.posture.assess import PostureReport, PostureSources, assess
+from wandb_ops.workflows.posture.items import Status
 
 
 def _assess(wandb: SimulatedWandb, secret_arn: str | None = None) -> PostureReport:

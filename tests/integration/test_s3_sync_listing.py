@@ -7,8 +7,8 @@ from typing import Any
 import boto3
 
 from tests.rig.local_cloud import LocalCloud
-from wandb_ops.s3_sync import listing, ranges, shard_boundaries
-from wandb_ops.s3_sync_workflow import (
+from wandb_ops.access.s3_copy import listing, ranges, shard_boundaries
+from wandb_ops.workflows.s3_sync.steps import (
     Clients,
     PlanTask,
     PrepareTask,

@@ -138,7 +138,7 @@ class LocalLambdaRuntime:
         for layer_dir in self._layer_dirs:
             if str(layer_dir) not in sys.path:
                 sys.path.insert(0, str(layer_dir))
-        from wandb_ops.observability import SERVICE  # noqa: PLC0415 - the layer is on sys.path only from here on
+        from wandb_ops.core.observability import SERVICE  # noqa: PLC0415 - the layer is on sys.path only from here on
 
         # Powertools' logger does not propagate to the root logger: listen on it directly.
         logging.getLogger(SERVICE).addHandler(self._capture)
@@ -169,7 +169,7 @@ class LocalLambdaRuntime:
     def mute_function_output(self) -> None:
         """Stop handlers' log lines and EMF metrics reaching stdout (the demo's report stays
         readable); each invocation still records its log lines."""
-        from wandb_ops.observability import SERVICE  # noqa: PLC0415 - the layer is on sys.path only after install()
+        from wandb_ops.core.observability import SERVICE  # noqa: PLC0415 - the layer is on sys.path only after install()
 
         for handler in logging.getLogger(SERVICE).handlers:
             if isinstance(handler, logging.StreamHandler):

@@ -12,10 +12,17 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from wandb_ops.cutover import VERSION_PREFIX, CutoverRequest, CutoverSettings, CutoverTask, report, rotation_token
-from wandb_ops.errors import ConfigurationError
-from wandb_ops.kubernetes_access import eks_token
-from wandb_ops.rollout import (
+from wandb_ops.access.kubernetes.api import eks_token
+from wandb_ops.core.errors import ConfigurationError
+from wandb_ops.workflows.credential_rotation.cutover import (
+    VERSION_PREFIX,
+    CutoverRequest,
+    CutoverSettings,
+    CutoverTask,
+    report,
+    rotation_token,
+)
+from wandb_ops.workflows.credential_rotation.rollout import (
     PausedDeploymentError,
     RolloutFailedError,
     refuse_paused,
@@ -23,7 +30,7 @@ from wandb_ops.rollout import (
     restarted_for,
     rollout_status,
 )
-from wandb_ops.wandb_config import LegacySecretTarget, OperatorTarget
+from wandb_ops.workflows.credential_rotation.wandb_config import LegacySecretTarget, OperatorTarget
 
 
 def _deployment(**status: Any) -> dict[str, Any]:

@@ -4,10 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from wandb_ops.aurora_reencrypt import target_identifier
-from wandb_ops.errors import ConfigurationError
-from wandb_ops.kms_rotation import RotationSettings, key_policy_statement, region_of
-from wandb_ops.snapshots import MAX_IDENTIFIER
+from wandb_ops.access.rds_snapshots import MAX_IDENTIFIER
+from wandb_ops.core.errors import ConfigurationError
+from wandb_ops.workflows.kms_rotation.aurora_copy import target_identifier
+from wandb_ops.workflows.kms_rotation.key_rotation import RotationSettings, key_policy_statement, region_of
 
 ENVIRONMENT = {
     "WANDB_NAMESPACE": "wandb",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from wandb_ops.mysql_grammar import (
+from wandb_ops.access.mysql.grammar import (
     GrammarError,
     TlsRequirement,
     cut_require,
@@ -10,7 +10,7 @@ from wandb_ops.mysql_grammar import (
     parse_grant_line,
     quote_account,
 )
-from wandb_ops.rotation import rotated_username
+from wandb_ops.workflows.secret_rotation.rotation import rotated_username
 
 NEW = quote_account("app_r1234abcd", "10.0.%")
 

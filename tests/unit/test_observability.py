@@ -8,8 +8,8 @@ import pytest
 from aws_lambda_powertools.metrics import MetricUnit
 
 from tests.rig import environ
-from wandb_ops.errors import ConfigurationError
-from wandb_ops.observability import METRICS_NAMESPACE, STACK_VARIABLE, metrics
+from wandb_ops.core.errors import ConfigurationError
+from wandb_ops.core.observability import METRICS_NAMESPACE, STACK_VARIABLE, metrics
 
 
 @metrics.log_metrics

@@ -9,8 +9,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.unit.snapshot_pages import FakeRds
-from wandb_ops.posture_items import Status
-from wandb_ops.posture_records import (
+from wandb_ops.workflows.posture.items import Status
+from wandb_ops.workflows.posture.records import (
     DESCRIBED_RUNS,
     RecordSettings,
     RecordSources,

@@ -6,12 +6,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from wandb_ops.errors import ConfigurationError
-from wandb_ops.kms_rotation import Clients as RotationClients
-from wandb_ops.kms_rotation import RotationSettings
-from wandb_ops.posture import PostureSources, assess
-from wandb_ops.posture_items import Status
-from wandb_ops.settings import DeploymentSettings
+from wandb_ops.core.errors import ConfigurationError
+from wandb_ops.core.settings import DeploymentSettings
+from wandb_ops.workflows.kms_rotation.key_rotation import Clients as RotationClients
+from wandb_ops.workflows.kms_rotation.key_rotation import RotationSettings
+from wandb_ops.workflows.posture.assess import PostureSources, assess
+from wandb_ops.workflows.posture.items import Status
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 KEY = "arn:aws:kms:us-east-1:111122223333:key/k"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wandb_ops.s3_sync import (
+from wandb_ops.access.s3_copy import (
     COPY_OBJECT_LIMIT,
     MAX_PARTS,
     MIN_PART_SIZE,
@@ -21,7 +21,7 @@ from wandb_ops.s3_sync import (
     part_ranges,
     read_ahead,
 )
-from wandb_ops.s3_sync_workflow import PrepareTask, SyncRequest, _kind
+from wandb_ops.workflows.s3_sync.steps import PrepareTask, SyncRequest, _kind
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 

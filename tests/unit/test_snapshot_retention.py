@@ -5,8 +5,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.unit.snapshot_pages import FakeRds
-from wandb_ops.snapshot_workflow import SnapshotSettings, _poll
-from wandb_ops.snapshots import (
+from wandb_ops.access.rds_snapshots import (
     RetentionPolicy,
     SnapshotApi,
     dr_identifier,
@@ -16,6 +15,7 @@ from wandb_ops.snapshots import (
     snapshot_tags,
     to_keep,
 )
+from wandb_ops.workflows.db_snapshot.steps import SnapshotSettings, _poll
 
 START = datetime(2025, 11, 27, 3, 0, tzinfo=UTC)
 YEAR = [START + timedelta(days=day) for day in range(365)]

@@ -11,8 +11,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.rig.stack import load_template
-from wandb_ops.observability import METRICS_NAMESPACE, SERVICE, STACK_VARIABLE
-from wandb_ops.polling import backoff
+from wandb_ops.core.observability import METRICS_NAMESPACE, SERVICE, STACK_VARIABLE
+from wandb_ops.core.polling import backoff
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template()
@@ -209,7 +209,10 @@ def test_every_workflow_has_an_alarm_on_failed_and_timed_out_runs() -> None:
 
 
 def test_the_posture_metrics_alarms_follow_are_published_by_the_posture_code() -> None:
-    code = "".join(path.read_text() for path in (REPO_ROOT / "layers" / "common" / "wandb_ops").glob("posture*.py"))
+    code = "".join(
+        path.read_text()
+        for path in (REPO_ROOT / "layers" / "common" / "wandb_ops" / "workflows" / "posture").glob("*.py")
+    )
     followed = {
         metric["MetricName"]
         for alarm in _alarms().values()
@@ -466,7 +469,7 @@ def test_functions_know_their_stack_from_the_template() -> None:
 
 
 def test_alarms_on_the_stacks_metrics_read_only_this_stacks_measurements() -> None:
-    """The functions publish under service and stack (wandb_ops.observability): an alarm that left
+    """The functions publish under service and stack (wandb_ops.core.observability): an alarm that left
     out the stack would mix two stacks' measurements, so a fresh stack could hide a stale one."""
     own = [{"Name": "service", "Value": SERVICE}, {"Name": "stack", "Value": {"Ref": "AWS::StackName"}}]
     machines, functions = _of_type("AWS::Serverless::StateMachine"), _of_type("AWS::Serverless::Function")

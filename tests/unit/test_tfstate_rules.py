@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from wandb_ops.errors import InvalidInputError
-from wandb_ops.tfstate import InvalidStateError, SourceConfig, classify_key, inspect_state
-from wandb_ops.tfstate_restore import RestoreRequest, fetch_command
-from wandb_ops.tfstate_workflow import BackupRequest
-from wandb_ops.validation import parse_event
+from wandb_ops.access.terraform_state import InvalidStateError, SourceConfig, classify_key, inspect_state
+from wandb_ops.core.errors import InvalidInputError
+from wandb_ops.core.validation import parse_event
+from wandb_ops.workflows.tfstate_backup.steps import BackupRequest
+from wandb_ops.workflows.tfstate_restore.restore import RestoreRequest, fetch_command
 
 STATE = {
     "version": 4,

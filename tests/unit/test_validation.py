@@ -2,12 +2,12 @@
 
 import pytest
 
-from wandb_ops.errors import ConfigurationError, InvalidInputError
-from wandb_ops.models import TaskEvent
-from wandb_ops.posture import PostureRequest
-from wandb_ops.settings import DeploymentSettings
-from wandb_ops.tfstate_workflow import TfStateTask
-from wandb_ops.validation import parse_event
+from wandb_ops.core.errors import ConfigurationError, InvalidInputError
+from wandb_ops.core.models import TaskEvent
+from wandb_ops.core.settings import DeploymentSettings
+from wandb_ops.core.validation import parse_event
+from wandb_ops.workflows.posture.assess import PostureRequest
+from wandb_ops.workflows.tfstate_backup.steps import TfStateTask
 
 VALID_ENV = {
     "WANDB_NAMESPACE": "wandb",

@@ -24,9 +24,9 @@ from tests.rig.stack import DeployedStack
 from tests.rig.wandb_deployment import SimulatedWandb
 from tests.rig.wandb_on_kubernetes import Mode, point_functions_at_engine, start_wandb_on_kubernetes
 from tests.workflows.notifications import Notification, TopicInbox
-from wandb_ops import cutover
-from wandb_ops.cutover import VERSION_PREFIX
-from wandb_ops.rotation import rotated_username
+from wandb_ops.workflows.credential_rotation import cutover
+from wandb_ops.workflows.credential_rotation.cutover import VERSION_PREFIX
+from wandb_ops.workflows.secret_rotation.rotation import rotated_username
 
 MASTER_USER, MASTER_PASSWORD = "wandb_master", "Master0fThisTestServer"
 APP_SECRET = "wandb-ops/wandb/mysql-app"

@@ -12,7 +12,7 @@ from tests.rig.local_cloud import Execution, LocalCloud
 from tests.rig.stack import DeployedStack
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb
 from tests.workflows.notifications import TopicInbox
-from wandb_ops.snapshots import parse_slot, snapshot_identifier, snapshot_tags
+from wandb_ops.access.rds_snapshots import parse_slot, snapshot_identifier, snapshot_tags
 
 MASTER_PASSWORD = "RestoreCheckMaster0"
 

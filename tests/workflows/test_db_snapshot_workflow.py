@@ -16,7 +16,14 @@ from tests.rig.local_cloud import Execution, LocalCloud
 from tests.rig.stack import DeployedStack
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb
 from tests.workflows.notifications import TopicInbox
-from wandb_ops.snapshots import RetentionPolicy, format_slot, parse_slot, snapshot_identifier, snapshot_tags, to_keep
+from wandb_ops.access.rds_snapshots import (
+    RetentionPolicy,
+    format_slot,
+    parse_slot,
+    snapshot_identifier,
+    snapshot_tags,
+    to_keep,
+)
 
 SLOT = "2026-11-26T03:00Z"
 SNAPSHOT_ID = "wandb-ops-wandb-7fcdc09e-202611260300"

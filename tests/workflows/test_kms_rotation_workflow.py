@@ -15,7 +15,7 @@ from tests.rig.local_cloud import Execution, LocalCloud
 from tests.rig.stack import DeployedStack
 from tests.rig.wandb_deployment import SimulatedWandb
 from tests.workflows.notifications import TopicInbox
-from wandb_ops.snapshots import dr_identifier, parse_slot, snapshot_identifier, snapshot_tags
+from wandb_ops.access.rds_snapshots import dr_identifier, parse_slot, snapshot_identifier, snapshot_tags
 
 MACHINE = "KmsRotationStateMachine"
 FUNCTION = "KmsRotationFunction"

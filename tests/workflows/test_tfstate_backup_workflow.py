@@ -22,7 +22,7 @@ from tests.rig.stack import REPO_ROOT, RESOLVED_BUCKET_POLICIES, DeployedStack
 from tests.rig.terraform import DEFAULT_PASSWORD, Terraform, TerraformProject
 from tests.rig.wandb_deployment import SimulatedWandb
 from tests.workflows.notifications import TopicInbox
-from wandb_ops.tfstate import list_backups, verify_backup
+from wandb_ops.access.terraform_state import list_backups, verify_backup
 
 BACKEND_BUCKET = "acme-terraform"
 BACKEND_KEY = "wandb/terraform.tfstate"
@@ -604,8 +604,8 @@ def test_a_lock_held_during_an_apply_is_left_alone_by_the_sweep_and_by_a_run_for
 
 
 def test_the_events_in_the_repository_are_valid_inputs() -> None:
-    from wandb_ops.tfstate_restore import RestoreRequest  # noqa: PLC0415
-    from wandb_ops.tfstate_workflow import BackupRequest, TfStateTask  # noqa: PLC0415
+    from wandb_ops.workflows.tfstate_backup.steps import BackupRequest, TfStateTask  # noqa: PLC0415
+    from wandb_ops.workflows.tfstate_restore.restore import RestoreRequest  # noqa: PLC0415
 
     events = REPO_ROOT / "events"
     TfStateTask.model_validate(json.loads((events / "tfstate-backup.json").read_text()))

@@ -13,7 +13,7 @@ from tests.rig.local_cloud import LocalCloud
 from tests.rig.stack import DeployedStack
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb
 from tests.workflows.test_db_restore_check_workflow import MASTER_PASSWORD, stack_short_id
-from wandb_ops.snapshots import parse_slot, snapshot_identifier, snapshot_tags
+from wandb_ops.access.rds_snapshots import parse_slot, snapshot_identifier, snapshot_tags
 
 SLOT = "2026-11-26T03:00Z"
 CHECK_SLOT = "2026-12-01T05:00Z"
