@@ -11,7 +11,7 @@ import pytest
 from wandb_ops.access.terraform_state import InvalidStateError, SourceConfig, classify_key, inspect_state
 from wandb_ops.core.errors import InvalidInputError
 from wandb_ops.core.validation import parse_event
-from wandb_ops.workflows.tfstate_backup.steps import BackupRequest
+from wandb_ops.workflows.tfstate_backup.tasks import BackupRequest
 from wandb_ops.workflows.tfstate_restore.restore import RestoreRequest, fetch_command
 
 STATE = {

@@ -7,7 +7,7 @@ from wandb_ops.core.models import TaskEvent
 from wandb_ops.core.settings import DeploymentSettings
 from wandb_ops.core.validation import parse_event
 from wandb_ops.workflows.posture.assess import PostureRequest
-from wandb_ops.workflows.tfstate_backup.steps import TfStateTask
+from wandb_ops.workflows.tfstate_backup.tasks import TfStateTask
 
 VALID_ENV = {
     "WANDB_NAMESPACE": "wandb",

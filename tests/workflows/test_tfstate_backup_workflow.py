@@ -604,7 +604,7 @@ def test_a_lock_held_during_an_apply_is_left_alone_by_the_sweep_and_by_a_run_for
 
 
 def test_the_events_in_the_repository_are_valid_inputs() -> None:
-    from wandb_ops.workflows.tfstate_backup.steps import BackupRequest, TfStateTask  # noqa: PLC0415
+    from wandb_ops.workflows.tfstate_backup.tasks import BackupRequest, TfStateTask  # noqa: PLC0415
     from wandb_ops.workflows.tfstate_restore.restore import RestoreRequest  # noqa: PLC0415
 
     events = REPO_ROOT / "events"

@@ -1,49 +1,95 @@
-"""The deployment the stack looks after, read from the function environment.
+"""Settings read from the function environment, declared once.
 
-The template sets these variables from its parameters; read them once, in the
-handler, and pass the result down (domain code never reads the environment).
+The template sets each variable from a stack parameter (or from a resource it creates). A
+workflow declares its settings as a ``StackSettings`` model whose fields say which variable
+they come from and which stack parameter sets it, so an invalid value is reported as the
+parameter the operator has to change. Read them once, in the handler's dependencies, and
+pass the result down: domain code never reads the environment.
 """
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wandb_ops.core.errors import ConfigurationError
 
+TEMPLATE = "(template)"  # the template sets the variable itself: no parameter to change
 
-@dataclass(frozen=True)
-class DeploymentSettings:
-    namespace: str
-    bucket_name: str
-    kms_key_arn: str
-    eks_cluster_name: str
-    wandb_url: str | None
-    database_secret_arn: str | None
+
+def from_stack(variable: str, parameter: str = TEMPLATE, default: Any = ..., **constraints: Any) -> Any:
+    """A field read from environment ``variable``, which the template sets from stack ``parameter``.
+
+    An empty or unset variable takes ``default`` (no default: it is required)."""
+    return Field(default, validation_alias=variable, json_schema_extra={"stack_parameter": parameter}, **constraints)
+
+
+class StackSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "DeploymentSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """The settings, or a ConfigurationError naming each variable and stack parameter to fix."""
         env = os.environ if environ is None else environ
+        values = {}
+        for variable in cls._variables():
+            value = env.get(variable, "").strip()
+            if value:
+                values[variable] = value
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigurationError(cls._explain(exc, values)) from None
 
-        def required(name: str, parameter: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise ConfigurationError(
-                    f"environment variable {name} is empty: set the stack parameter {parameter} and redeploy"
+    @classmethod
+    def _variables(cls) -> dict[str, str]:
+        """Environment variable -> the stack parameter that sets it."""
+        variables = {}
+        for name, field in cls.model_fields.items():
+            extra = field.json_schema_extra
+            if not isinstance(field.validation_alias, str) or not isinstance(extra, dict):
+                raise TypeError(f"{cls.__name__}.{name} is not declared with from_stack(...)")
+            variables[field.validation_alias] = str(extra["stack_parameter"])
+        return variables
+
+    @classmethod
+    def _explain(cls, exc: ValidationError, values: Mapping[str, str]) -> str:
+        variables = cls._variables()
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            variable = str(error["loc"][0]) if error["loc"] else ""
+            parameter = variables.get(variable)
+            if parameter is None:  # a rule across fields: its message names them
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
+            elif parameter == TEMPLATE:
+                state = "empty" if error["type"] == "missing" else f"invalid ({error['msg']})"
+                problems.append(f"environment variable {variable} is {state}: the template sets it; redeploy the stack")
+            elif error["type"] == "missing":
+                problems.append(
+                    f"environment variable {variable} is empty: set the stack parameter {parameter} and redeploy"
                 )
-            return value
+            else:
+                problems.append(
+                    f"{variable}={values.get(variable, '')!r}: set the stack parameter {parameter} ({error['msg']})"
+                )
+        return "; ".join(problems)
 
-        def optional(name: str) -> str | None:
-            return env.get(name, "").strip() or None
 
-        namespace = required("WANDB_NAMESPACE", "Namespace")
-        return cls(
-            namespace=namespace,
-            bucket_name=required("WANDB_BUCKET_NAME", "FileStorageBucketName"),
-            kms_key_arn=required("WANDB_KMS_KEY_ARN", "KmsKeyArn"),
-            eks_cluster_name=optional("WANDB_EKS_CLUSTER_NAME") or namespace,
-            wandb_url=optional("WANDB_URL"),
-            database_secret_arn=optional("WANDB_DATABASE_SECRET_ARN"),
-        )
+class DeploymentSettings(StackSettings):
+    """The W&B deployment the stack looks after."""
+
+    namespace: str = from_stack("WANDB_NAMESPACE", "Namespace")
+    bucket_name: str = from_stack("WANDB_BUCKET_NAME", "FileStorageBucketName")
+    kms_key_arn: str = from_stack("WANDB_KMS_KEY_ARN", "KmsKeyArn")
+    eks_cluster_name_setting: str | None = from_stack("WANDB_EKS_CLUSTER_NAME", "EksClusterName", None)
+    wandb_url: str | None = from_stack("WANDB_URL", "WandbUrl", None)
+    database_secret_arn: str | None = from_stack("WANDB_DATABASE_SECRET_ARN", "DatabaseSecretArn", None)
+
+    @property
+    def eks_cluster_name(self) -> str:
+        """terraform-aws-wandb names the EKS cluster after the namespace unless told otherwise."""
+        return self.eks_cluster_name_setting or self.namespace
 
 
 UNBOUNDED = 2**63

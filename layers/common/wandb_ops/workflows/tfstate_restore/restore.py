@@ -11,6 +11,7 @@ from pydantic import Field
 from wandb_ops.access.terraform_state import LINEAGE, list_backups, verify_backup
 from wandb_ops.core.errors import InvalidInputError
 from wandb_ops.core.models import StrictModel
+from wandb_ops.core.steps import StepOutput
 
 
 class RestoreRequest(StrictModel):
@@ -19,14 +20,44 @@ class RestoreRequest(StrictModel):
     lineage: str | None = Field(default=None, pattern=f"^{LINEAGE.pattern}$")
 
 
-def restore_plan(s3: Any, bucket: str, request: RestoreRequest) -> dict[str, Any]:
+class ListedBackup(StepOutput):
+    serial: int
+    lineage: str
+    size: int
+    stored_at: str
+    key: str
+
+
+class VerifiedBackup(StepOutput):
+    key: str
+    version_id: str | None
+    serial: int
+    lineage: str
+    sha256: str
+    size: int
+
+
+class BackupListing(StepOutput):
+    workspace: str
+    backups: list[ListedBackup]
+
+
+class VerifiedRestore(StepOutput):
+    """The exact object version to fetch, and the command that fetches it (never the state)."""
+
+    workspace: str
+    verified: VerifiedBackup
+    fetch: str
+
+
+def restore_plan(s3: Any, bucket: str, request: RestoreRequest) -> BackupListing | VerifiedRestore:
     backups = list_backups(s3, bucket, request.workspace)
-    listing = [
-        {"serial": b.serial, "lineage": b.lineage, "size": b.size, "stored_at": b.stored_at.isoformat(), "key": b.key}
-        for b in backups
-    ]
     if request.serial is None:
-        return {"workspace": request.workspace, "backups": listing}
+        listing = [
+            ListedBackup(serial=b.serial, lineage=b.lineage, size=b.size, stored_at=b.stored_at.isoformat(), key=b.key)
+            for b in backups
+        ]
+        return BackupListing(workspace=request.workspace, backups=listing)
     chosen = [
         b for b in backups if b.serial == request.serial and (request.lineage is None or b.lineage == request.lineage)
     ]
@@ -41,18 +72,18 @@ def restore_plan(s3: Any, bucket: str, request: RestoreRequest) -> dict[str, Any
     entry = chosen[-1]
     summary = verify_backup(s3, bucket, entry.key)
     version_id = s3.head_object(Bucket=bucket, Key=entry.key).get("VersionId")
-    return {
-        "workspace": request.workspace,
-        "verified": {
-            "key": entry.key,
-            "version_id": version_id,
-            "serial": summary.serial,
-            "lineage": summary.lineage,
-            "sha256": summary.sha256,
-            "size": summary.size,
-        },
-        "fetch": fetch_command(bucket, entry.key),
-    }
+    return VerifiedRestore(
+        workspace=request.workspace,
+        verified=VerifiedBackup(
+            key=entry.key,
+            version_id=version_id,
+            serial=summary.serial,
+            lineage=summary.lineage,
+            sha256=summary.sha256,
+            size=summary.size,
+        ),
+        fetch=fetch_command(bucket, entry.key),
+    )
 
 
 def fetch_command(bucket: str, key: str) -> str:
