@@ -47,14 +47,23 @@ SELF = str(Path(__file__).resolve().relative_to(ROOT))
 
 @cache
 def tracked_files() -> tuple[str, ...]:
-    """Every file git tracks (plus new files not yet added, so a check before `git add` agrees)."""
-    listing = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    return tuple(sorted(name for name in set(listing.split("\0")) if name and (ROOT / name).is_file()))
+    """Every file git tracks (plus new files not yet added, so a check before `git add` agrees);
+    outside a git checkout (an exported tree), every file but the generated folders."""
+    try:
+        listing = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        names = set(listing.split("\0"))
+    except (OSError, subprocess.CalledProcessError):
+        names = {
+            str(path.relative_to(ROOT))
+            for path in ROOT.rglob("*")
+            if not any(part in GENERATED or part.startswith(".") for part in path.relative_to(ROOT).parts)
+        }
+    return tuple(sorted(name for name in names if name and (ROOT / name).is_file()))
 
 
 def text_files() -> Iterator[tuple[str, str]]:
