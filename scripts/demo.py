@@ -34,7 +34,7 @@ from tests.rig.wandb_on_kubernetes import (  # noqa: E402
 )
 from tests.workflows.notifications import TopicInbox  # noqa: E402
 from wandb_ops.access.rds_snapshots import format_slot, snapshot_identifier, snapshot_tags  # noqa: E402
-from wandb_ops.access.terraform_state import list_backups  # noqa: E402
+from wandb_ops.access.terraform_state.history import list_backups  # noqa: E402
 
 
 @dataclass

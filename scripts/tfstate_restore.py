@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "common"))
 
-from wandb_ops.access.terraform_state import IntegrityError, InvalidStateError, list_backups, verify_backup
+from wandb_ops.access.terraform_state.history import IntegrityError, list_backups, verify_backup
+from wandb_ops.access.terraform_state.state_file import InvalidStateError
 from wandb_ops.core import aws
 
 

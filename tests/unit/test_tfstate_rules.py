@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from wandb_ops.access.terraform_state import InvalidStateError, SourceConfig, classify_key, inspect_state
+from wandb_ops.access.terraform_state.sources import SourceConfig, classify_key
+from wandb_ops.access.terraform_state.state_file import InvalidStateError, inspect_state
 from wandb_ops.core.errors import InvalidInputError
 from wandb_ops.core.validation import parse_event
 from wandb_ops.workflows.tfstate_backup.tasks import BackupRequest

@@ -22,7 +22,7 @@ from tests.rig.stack import REPO_ROOT, RESOLVED_BUCKET_POLICIES, DeployedStack
 from tests.rig.terraform import DEFAULT_PASSWORD, Terraform, TerraformProject
 from tests.rig.wandb_deployment import SimulatedWandb
 from tests.workflows.notifications import TopicInbox
-from wandb_ops.access.terraform_state import list_backups, verify_backup
+from wandb_ops.access.terraform_state.history import list_backups, verify_backup
 
 BACKEND_BUCKET = "acme-terraform"
 BACKEND_KEY = "wandb/terraform.tfstate"

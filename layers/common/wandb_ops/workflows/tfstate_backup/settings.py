@@ -1,6 +1,6 @@
 """The terraform state backup's settings, from the function environment."""
 
-from wandb_ops.access.terraform_state import SourceConfig
+from wandb_ops.access.terraform_state.sources import SourceConfig
 from wandb_ops.core.settings import StackSettings, from_stack
 
 

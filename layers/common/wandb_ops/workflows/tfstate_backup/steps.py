@@ -7,7 +7,8 @@ from typing import Any, Self
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from wandb_ops.access.terraform_state import SourceConfig, StateObject, backup_state, classify_key, plan_sweep
+from wandb_ops.access.terraform_state.backup import backup_state
+from wandb_ops.access.terraform_state.sources import SourceConfig, StateObject, classify_key, plan_sweep
 from wandb_ops.core import aws
 from wandb_ops.core.observability import logger, metrics
 from wandb_ops.core.steps import Steps

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, RootModel, model_validator
 
-from wandb_ops.access.terraform_state import Anomaly, Outcome
+from wandb_ops.access.terraform_state.backup import Anomaly, Outcome
 from wandb_ops.core.models import StrictModel
 from wandb_ops.core.steps import StepOutput
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import Field
 
-from wandb_ops.access.terraform_state import LINEAGE, list_backups, verify_backup
+from wandb_ops.access.terraform_state.history import list_backups, verify_backup
+from wandb_ops.access.terraform_state.state_file import LINEAGE
 from wandb_ops.core.errors import InvalidInputError
 from wandb_ops.core.models import StrictModel
 from wandb_ops.core.steps import StepOutput
