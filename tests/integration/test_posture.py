@@ -7,10 +7,11 @@ import boto3
 from tests.rig.local_cloud import LocalCloud
 from tests.rig.wandb_deployment import SimulatedWandb, seed_wandb
 from wandb_ops.core.settings import DeploymentSettings
-from wandb_ops.workflows.kms_rotation.key_rotation import Clients as RotationClients
-from wandb_ops.workflows.kms_rotation.key_rotation import RotationSettings
-from wandb_ops.workflows.posture.assess import PostureReport, PostureSources, assess
+from wandb_ops.workflows.kms_rotation.discovery import Clients as RotationClients
+from wandb_ops.workflows.kms_rotation.settings import RotationSettings
+from wandb_ops.workflows.posture.assess import PostureSources, assess
 from wandb_ops.workflows.posture.items import Status
+from wandb_ops.workflows.posture.tasks import PostureReport
 
 
 def _assess(wandb: SimulatedWandb, secret_arn: str | None = None) -> PostureReport:

@@ -7,7 +7,9 @@ import pytest
 from wandb_ops.access.rds_snapshots import MAX_IDENTIFIER
 from wandb_ops.core.errors import ConfigurationError
 from wandb_ops.workflows.kms_rotation.aurora_copy import target_identifier
-from wandb_ops.workflows.kms_rotation.key_rotation import RotationSettings, key_policy_statement, region_of
+from wandb_ops.workflows.kms_rotation.discovery import region_of
+from wandb_ops.workflows.kms_rotation.key_policy import key_policy_statement
+from wandb_ops.workflows.kms_rotation.settings import RotationSettings
 
 ENVIRONMENT = {
     "WANDB_NAMESPACE": "wandb",

@@ -12,7 +12,6 @@ from tests.unit.snapshot_pages import FakeRds
 from wandb_ops.workflows.posture.items import Status
 from wandb_ops.workflows.posture.records import (
     DESCRIBED_RUNS,
-    RecordSettings,
     RecordSources,
     Run,
     recent_runs,
@@ -21,6 +20,7 @@ from wandb_ops.workflows.posture.records import (
     rotation_item,
     tfstate_item,
 )
+from wandb_ops.workflows.posture.settings import RecordSettings
 
 NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 COUNTER = iter(range(10_000))
@@ -272,7 +272,7 @@ def test_copies_of_a_same_named_database_of_another_region_are_not_this_database
 
 def test_no_dr_copy_fails_and_no_dr_region_warns() -> None:
     assert _items(FakeRds([_copy("other-database", 1)]))["aurora.dr_copy"].status is Status.FAIL
-    without = RecordSettings.from_env({"POSTURE_DATABASE": "wandb"})
+    without = SETTINGS.model_copy(update={"dr_region": None})
     found = _items(None, settings=without)["aurora.dr_copy"]
     assert found.status is Status.WARN and "SnapshotDrRegion" in found.fix
 

@@ -8,8 +8,8 @@ from botocore.exceptions import ClientError
 
 from wandb_ops.core.errors import ConfigurationError
 from wandb_ops.core.settings import DeploymentSettings
-from wandb_ops.workflows.kms_rotation.key_rotation import Clients as RotationClients
-from wandb_ops.workflows.kms_rotation.key_rotation import RotationSettings
+from wandb_ops.workflows.kms_rotation.discovery import Clients as RotationClients
+from wandb_ops.workflows.kms_rotation.settings import RotationSettings
 from wandb_ops.workflows.posture.assess import PostureSources, assess
 from wandb_ops.workflows.posture.items import Status
 

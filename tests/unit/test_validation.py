@@ -6,7 +6,7 @@ from wandb_ops.core.errors import ConfigurationError, InvalidInputError
 from wandb_ops.core.models import TaskEvent
 from wandb_ops.core.settings import DeploymentSettings
 from wandb_ops.core.validation import parse_event
-from wandb_ops.workflows.posture.assess import PostureRequest
+from wandb_ops.workflows.posture.tasks import PostureRequest
 from wandb_ops.workflows.tfstate_backup.tasks import TfStateTask
 
 VALID_ENV = {

@@ -8,12 +8,10 @@ the copy and waits for it; restoring and cutting over stay a human decision.
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import Field
 
-from wandb_ops.access.encryption import KEY_REFERENCE
 from wandb_ops.access.rds_snapshots import (
     IN_PROGRESS,
     MANAGED_BY,
@@ -24,8 +22,8 @@ from wandb_ops.access.rds_snapshots import (
 )
 from wandb_ops.core.aws import error_code
 from wandb_ops.core.errors import WandbOpsError
-from wandb_ops.core.models import StrictModel
 from wandb_ops.core.polling import backoff
+from wandb_ops.workflows.kms_rotation.tasks import CopyCheck, CopyPlan, SnapshotCopyRequest
 
 PURPOSE_TAG = ("wandb-ops:purpose", "reencrypt")
 COPY_OF_TAG = "wandb-ops:copy-of"  # the cluster copied: IAM lets a stack tag only copies of its own cluster
@@ -34,27 +32,6 @@ POLL_BASE_SECONDS, POLL_MAX_SECONDS, POLL_MAX_ATTEMPTS = 60, 900, 120  # about 2
 
 class SnapshotCopyRefusedError(WandbOpsError):
     """The re-encrypted snapshot copy cannot start as asked."""
-
-
-class SnapshotCopyRequest(StrictModel):
-    """Workflow input for the re-encrypted copy: ``kms_key`` (ARN or alias) is the new key.
-    ``dry_run`` (the default) only says what would be copied."""
-
-    action: Literal["copy_aurora_snapshot"]
-    kms_key: str = Field(pattern=KEY_REFERENCE.pattern)
-    dry_run: bool = True
-    source: Literal["schedule", "console", "demo", "test"] = "console"
-
-
-class PlanCopyTask(StrictModel):
-    action: Literal["plan_snapshot_copy"]
-    input: SnapshotCopyRequest
-
-
-class CheckCopyTask(StrictModel):
-    action: Literal["check_snapshot_copy"]
-    target: str = Field(min_length=1, max_length=255)
-    attempt: int = Field(default=0, ge=0)
 
 
 @dataclass(frozen=True)
@@ -103,9 +80,8 @@ def target_identifier(cluster: str, region: str, created: datetime, key_id: str)
     return "-".join(part for part in (head, readable_part(cluster, MAX_IDENTIFIER - len(head) - 1)) if part)
 
 
-def plan_copy(target: CopyTarget, rds: Any, kms: Any, task: PlanCopyTask) -> dict[str, Any]:
+def plan_copy(target: CopyTarget, rds: Any, kms: Any, request: SnapshotCopyRequest) -> CopyPlan:
     """Check the new key and find the snapshot; unless a dry run, start the copy (idempotent)."""
-    request = task.input
     if target.database_kind != "aurora-cluster":
         raise SnapshotCopyRefusedError(
             "the re-encrypted snapshot copy is for the Aurora cluster (DatabaseKind aurora-cluster); "
@@ -128,14 +104,14 @@ def plan_copy(target: CopyTarget, rds: Any, kms: Any, task: PlanCopyTask) -> dic
         )
     source = _newest_available(rds, target.cluster, target.region, key["Arn"])
     identifier = target_identifier(target.cluster, target.region, source["SnapshotCreateTime"], key["KeyId"])
-    plan = {
-        "source_snapshot": source["DBClusterSnapshotArn"],
-        "source_created": source["SnapshotCreateTime"].isoformat(),
-        "source_key": source.get("KmsKeyId"),
-        "target": identifier,
-        "kms_key": key["Arn"],
-        "dry_run": request.dry_run,
-    }
+    plan = CopyPlan(
+        source_snapshot=source["DBClusterSnapshotArn"],
+        source_created=source["SnapshotCreateTime"].isoformat(),
+        source_key=source.get("KmsKeyId"),
+        target=identifier,
+        kms_key=key["Arn"],
+        dry_run=request.dry_run,
+    )
     if request.dry_run:
         return plan
     try:
@@ -157,21 +133,21 @@ def plan_copy(target: CopyTarget, rds: Any, kms: Any, task: PlanCopyTask) -> dic
     return plan
 
 
-def check_copy(rds: Any, task: CheckCopyTask) -> dict[str, Any]:
-    """Whether the copy is available yet, and how long to wait before asking again."""
-    poll = backoff(task.attempt, POLL_BASE_SECONDS, POLL_MAX_SECONDS, POLL_MAX_ATTEMPTS)
+def check_copy(rds: Any, target: str, attempt: int) -> CopyCheck:
+    """Whether the copy ``target`` is available yet, and how long to wait before asking again."""
+    poll = backoff(attempt, POLL_BASE_SECONDS, POLL_MAX_SECONDS, POLL_MAX_ATTEMPTS)
     try:
-        found = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=task.target)["DBClusterSnapshots"][0]
+        found = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=target)["DBClusterSnapshots"][0]
     except ClientError as exc:
         if error_code(exc) == "DBClusterSnapshotNotFoundFault":
-            raise SnapshotCopyRefusedError(f"the copy {task.target} disappeared; re-run to copy again") from None
+            raise SnapshotCopyRefusedError(f"the copy {target} disappeared; re-run to copy again") from None
         raise
     status = str(found.get("Status", "unknown")).lower()
     if status == "available":
-        return {**poll, "available": True, "status": status, "kms_key": found.get("KmsKeyId")}
+        return CopyCheck(**poll, available=True, status=status, kms_key=found.get("KmsKeyId"))
     if status not in IN_PROGRESS or poll["give_up"]:
         raise SnapshotCopyRefusedError(
-            f"the copy {task.target} is {status} after {task.attempt + 1} checks: look in the RDS console; "
+            f"the copy {target} is {status} after {attempt + 1} checks: look in the RDS console; "
             "a re-run waits for the same copy"
         )
-    return {**poll, "available": False, "status": status}
+    return CopyCheck(**poll, available=False, status=status)

@@ -7,28 +7,21 @@ Each item has a status (ok / warn / fail), the evidence it was judged on, and th
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel
 
 from wandb_ops.access.encryption import bucket_default_encryption
 from wandb_ops.core.aws import error_code
 from wandb_ops.core.errors import ConfigurationError
-from wandb_ops.core.models import StrictModel
 from wandb_ops.core.settings import DeploymentSettings
-from wandb_ops.workflows.kms_rotation.key_rotation import (
-    AssessTask,
-    DiscoverTask,
-    Finding,
-    RotationRequest,
-    RotationSettings,
-    discover,
-)
-from wandb_ops.workflows.kms_rotation.key_rotation import Clients as RotationClients
-from wandb_ops.workflows.kms_rotation.key_rotation import assess as assess_key
+from wandb_ops.workflows.kms_rotation.discovery import Clients as RotationClients
+from wandb_ops.workflows.kms_rotation.settings import RotationSettings
 from wandb_ops.workflows.posture.items import PostureItem, Status, by_age, days, guarded, hours, in_hours, item
-from wandb_ops.workflows.posture.records import RecordSettings, RecordSources, record_items
+from wandb_ops.workflows.posture.key_items import key_items
+from wandb_ops.workflows.posture.records import RecordSources, record_items
+from wandb_ops.workflows.posture.settings import RecordSettings
+from wandb_ops.workflows.posture.tasks import PostureReport, PostureSummary
 
 # A daily snapshot schedule leaves at most ~24 h between snapshots; allow slack for a late run.
 SNAPSHOT_FRESH = timedelta(hours=26)
@@ -36,26 +29,6 @@ SNAPSHOT_STALE = timedelta(days=3)
 MIN_BACKUP_RETENTION_DAYS = 7
 REPORT_PREFIX = "posture/"
 ROTATION_MAX_AGE = timedelta(days=90)
-
-
-class PostureRequest(StrictModel):
-    """Workflow input. Nothing is required: the deployment comes from the stack parameters."""
-
-    source: Literal["schedule", "console", "demo", "test"] = "console"
-
-
-class PostureSummary(BaseModel):
-    ok: int
-    warn: int
-    fail: int
-
-
-class PostureReport(BaseModel):
-    generated_at: datetime
-    namespace: str
-    summary: PostureSummary
-    items: list[PostureItem]
-    text: str
 
 
 @dataclass(frozen=True)
@@ -81,7 +54,7 @@ def assess(
     items: list[PostureItem] = []
     items += _cluster_items(settings.namespace, sources.rds, now)
     items += _bucket_items(settings.bucket_name, sources.s3)
-    items += _key_items(rotation, sources.rotation, now)
+    items += key_items(rotation, sources.rotation, now)
     items += _secret_items(settings.database_secret_arn, sources.secretsmanager, now)
     if records is not None and sources.records is not None:
         items += record_items(records, sources.records, now)
@@ -292,53 +265,6 @@ def _bucket_encryption(bucket: str, s3: Any) -> PostureItem:
         "default encryption is SSE-S3, not the W&B KMS key",
         "set the bucket's default encryption to SSE-KMS with the W&B key (terraform-aws-wandb does this by default)",
     )
-
-
-# ---------------------------------------------------------------- KMS
-
-
-def _key_items(
-    settings: RotationSettings | ConfigurationError, clients: RotationClients, now: datetime
-) -> list[PostureItem]:
-    """One item per key protecting W&B data: the KMS rotation policy's assessment in report mode."""
-    if isinstance(settings, ConfigurationError):
-        return [item("kms.policy", Status.FAIL, str(settings), "correct the stack parameter it names and redeploy")]
-    discovery = discover(settings, clients, DiscoverTask(action="discover", input=RotationRequest(mode="report")))
-    items = [
-        item("kms.discovery", Status(problem["status"]), f"{problem['where']}: {problem['evidence']}", problem["fix"])
-        for problem in discovery["problems"]
-    ]
-    for entry in discovery["keys"]:
-        task = AssessTask(action="assess", key=entry["key"], mode="report")
-        finding = Finding.model_validate(assess_key(settings, clients, task, now))
-        fixes = finding.problems + [guidance.how for guidance in finding.guidance]
-        items.append(
-            item(
-                f"kms.rotation:{finding.key_arn.rsplit('/', 1)[-1]}",
-                Status(finding.status),
-                f"{finding.key_arn} ({'; '.join(finding.protects)}): {_rotation_state(finding)}",
-                "; ".join(fixes) if finding.status != "ok" else "",
-            )
-        )
-    return items
-
-
-def _rotation_state(finding: Finding) -> str:
-    if finding.manager == "AWS":
-        return "AWS-managed, rotated by AWS every year"
-    if finding.state != "Enabled":
-        return f"key {finding.state}"
-    if finding.rotation_enabled is None:
-        return "rotation state unknown"
-    if not finding.rotation_enabled:
-        state = "automatic rotation off"
-    else:
-        state = f"automatic rotation every {finding.period_days} days"
-        if finding.next_rotation:
-            state += f", next {finding.next_rotation:%Y-%m-%d}"
-    if finding.on_demand_used:
-        state += f"; {finding.on_demand_used} of {finding.on_demand_limit} on-demand rotations used"
-    return state
 
 
 # ---------------------------------------------------------------- credentials

@@ -6,9 +6,10 @@ from datetime import timedelta
 from enum import StrEnum
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel
+from pydantic import Field
 
 from wandb_ops.core.aws import ACCESS_DENIED_CODES, error_code
+from wandb_ops.core.steps import StepOutput
 
 
 class Status(StrEnum):
@@ -17,12 +18,12 @@ class Status(StrEnum):
     FAIL = "fail"
 
 
-class PostureItem(BaseModel):
+class PostureItem(StepOutput):
     id: str
     status: Status
     evidence: str
     fix: str
-    metrics: dict[str, float] = {}  # metric name -> value, published with the report
+    metrics: dict[str, float] = Field(default_factory=dict)  # metric name -> value, published with the report
 
 
 def item(item_id: str, status: Status, evidence: str, fix: str = "", **metrics: float) -> PostureItem:

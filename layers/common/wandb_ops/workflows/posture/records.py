@@ -7,14 +7,14 @@ reading it here adds nothing the console does not already show.
 """
 
 import json
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from wandb_ops.access.rds_snapshots import Kind, SnapshotApi
+from wandb_ops.access.rds_snapshots import SnapshotApi
 from wandb_ops.workflows.posture.items import PostureItem, Status, by_age, days, guarded, hours, in_hours, item
+from wandb_ops.workflows.posture.settings import RecordSettings
 
 # The replica sync, the state backup sweep and the snapshot run daily: a day and two hours of slack.
 DAILY_FRESH = timedelta(hours=26)
@@ -22,30 +22,6 @@ DAILY_STALE = timedelta(days=3)
 ANOMALY_WINDOW = timedelta(days=7)
 LISTED_RUNS = 1000  # one ListExecutions page; a daily workflow keeps about 90 runs
 DESCRIBED_RUNS = 60  # at most this many runs are read per workflow (two months of daily runs)
-
-
-@dataclass(frozen=True)
-class RecordSettings:
-    database_kind: Kind
-    database: str
-    region: str  # the database's
-    dr_region: str | None
-    s3_sync_machine: str
-    credential_rotation_machine: str
-    tfstate_machine: str
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "RecordSettings":
-        env = os.environ if environ is None else environ
-        return cls(
-            database_kind="rds-instance" if env.get("POSTURE_DATABASE_KIND") == "rds-instance" else "aurora-cluster",
-            database=env.get("POSTURE_DATABASE", ""),
-            region=env.get("AWS_REGION", "us-east-1"),
-            dr_region=env.get("POSTURE_DR_REGION", "").strip() or None,
-            s3_sync_machine=env.get("POSTURE_S3_SYNC_STATE_MACHINE", ""),
-            credential_rotation_machine=env.get("POSTURE_CREDENTIAL_ROTATION_STATE_MACHINE", ""),
-            tfstate_machine=env.get("POSTURE_TFSTATE_STATE_MACHINE", ""),
-        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,24 @@
+"""The posture report's own settings, from the function environment: where the other workflows'
+runs and DR copies are, and where reports go. (The deployment is core's DeploymentSettings; the
+KMS rotation policy the keys are judged by is the KMS rotation workflow's RotationSettings.)"""
+
+from wandb_ops.access.rds_snapshots import Kind
+from wandb_ops.core.settings import StackSettings, from_stack
+
+
+class RecordSettings(StackSettings):
+    """Where the other workflows leave their runs and the DR copies of the database."""
+
+    database_kind: Kind = from_stack("POSTURE_DATABASE_KIND", "DatabaseKind", "aurora-cluster")
+    database: str = from_stack("POSTURE_DATABASE")
+    region: str = from_stack("AWS_REGION", default="us-east-1")  # the database's; Lambda sets it
+    dr_region: str | None = from_stack("POSTURE_DR_REGION", "SnapshotDrRegion", None)
+    s3_sync_machine: str = from_stack("POSTURE_S3_SYNC_STATE_MACHINE")
+    credential_rotation_machine: str = from_stack("POSTURE_CREDENTIAL_ROTATION_STATE_MACHINE")
+    tfstate_machine: str = from_stack("POSTURE_TFSTATE_STATE_MACHINE")
+
+
+class PostureSettings(RecordSettings):
+    """The records, and the bucket the reports are stored in (the stack's work bucket)."""
+
+    report_bucket: str = from_stack("POSTURE_REPORT_BUCKET")
