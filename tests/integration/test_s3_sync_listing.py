@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 
 from tests.rig.local_cloud import LocalCloud
-from wandb_ops.access.s3_copy import listing, ranges, shard_boundaries
+from wandb_ops.access.s3_listing import listing, ranges, shard_boundaries
 from wandb_ops.workflows.s3_sync.steps import (
     Clients,
     PlanTask,

@@ -10,17 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wandb_ops.access.s3_copy import (
-    COPY_OBJECT_LIMIT,
-    MAX_PARTS,
-    MIN_PART_SIZE,
-    Entry,
-    archived,
-    differs,
-    merge_join,
-    part_ranges,
-    read_ahead,
-)
+from wandb_ops.access.s3_copy import COPY_OBJECT_LIMIT, MAX_PARTS, MIN_PART_SIZE, part_ranges
+from wandb_ops.access.s3_listing import Entry, archived, differs, merge_join, read_ahead
 from wandb_ops.workflows.s3_sync.steps import PrepareTask, SyncRequest, _kind
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)

@@ -27,13 +27,16 @@ from pydantic import Field, RootModel
 from wandb_ops.access.encryption import KEY_REFERENCE, bucket_default_encryption
 from wandb_ops.access.s3_copy import (
     DELETE_OBJECTS_LIMIT,
-    NOT_FOUND,
     CopyItem,
     CopyOptions,
-    Entry,
-    archived,
     copy_all,
     delete_keys,
+    versioning_enabled,
+)
+from wandb_ops.access.s3_listing import (
+    NOT_FOUND,
+    Entry,
+    archived,
     differs,
     in_archive_tier,
     listing,
@@ -41,10 +44,8 @@ from wandb_ops.access.s3_copy import (
     ranges,
     read_ahead,
     shard_boundaries,
-    verify_object,
-    verify_reencrypted,
-    versioning_enabled,
 )
+from wandb_ops.access.s3_verify import verify_object, verify_reencrypted
 from wandb_ops.core.aws import ACCESS_DENIED_CODES, error_code
 from wandb_ops.core.errors import ConfigurationError, WandbOpsError
 from wandb_ops.core.models import StrictModel
