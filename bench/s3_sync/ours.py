@@ -21,7 +21,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,8 @@ def sync(endpoint_url: str, source: str, replica: str, work_bucket: str) -> dict
         "AWS_ENDPOINT_URL": endpoint_url,
         "PYTHONPATH": str(REPO_ROOT / "layers" / "common"),
         "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",  # stdout carries the summary only
+        "WANDB_OPS_STACK": "bench",
     }
     completed = subprocess.run(
         [sys.executable, "-m", "bench.s3_sync.ours", source, replica, work_bucket],
@@ -90,44 +91,41 @@ class Profile:
 
 
 def _run(source: str, replica: str, work_bucket: str) -> dict[str, Any]:
-    from wandb_ops.core import aws  # noqa: PLC0415 - the layer is on PYTHONPATH in the child process only
-    from wandb_ops.workflows.s3_sync.steps import (  # noqa: PLC0415
-        Clients,
+    # The layer is on PYTHONPATH in the child process only.
+    from wandb_ops.core import aws  # noqa: PLC0415
+    from wandb_ops.core.observability import metrics  # noqa: PLC0415
+    from wandb_ops.workflows.s3_sync.replica import REPLICA  # noqa: PLC0415
+    from wandb_ops.workflows.s3_sync.runs import Clients  # noqa: PLC0415
+    from wandb_ops.workflows.s3_sync.settings import S3SyncSettings  # noqa: PLC0415
+    from wandb_ops.workflows.s3_sync.steps import Deps, copy, manifest, plan, prepare, summary, verify  # noqa: PLC0415
+    from wandb_ops.workflows.s3_sync.tasks import (  # noqa: PLC0415
         CopyTask,
         ManifestTask,
         PlanTask,
         PrepareTask,
-        Run,
         SummaryTask,
         SyncRequest,
-        SyncSettings,
         VerifyTask,
-        copy,
-        manifest,
-        plan,
-        prepare,
-        summary,
-        verify,
     )
 
-    settings = SyncSettings(
-        purpose="replica",
-        source_bucket=source,
-        replica_bucket=replica,
-        replica_region=os.environ.get("AWS_REGION", "us-east-1"),
-        replica_kms_key_arn=None,
-        work_bucket=work_bucket,
-        work_prefix="s3-sync",
-        plan_shards=64,
-        objects_per_shard=2_000_000,
-        plan_chunk_objects=50_000_000,
-        batch_objects=1000,
-        batch_bytes=100 * 1024**3,
-        copy_concurrency=COPY_CONCURRENCY,
-        multipart_threshold=5 * 1024**3,
-        part_size=512 * 1024**2,
-        tolerated_failures=0,
-        verify_sample=20,
+    settings = S3SyncSettings.from_env(
+        {
+            "S3_SYNC_PURPOSE": "replica",
+            "S3_SYNC_SOURCE_BUCKET": source,
+            "S3_SYNC_REPLICA_BUCKET": replica,
+            "S3_SYNC_WORK_BUCKET": work_bucket,
+            "S3_SYNC_WORK_PREFIX": "s3-sync",
+            "S3_SYNC_PLAN_SHARDS": "64",
+            "S3_SYNC_OBJECTS_PER_SHARD": str(2_000_000),
+            "S3_SYNC_PLAN_CHUNK_OBJECTS": str(50_000_000),
+            "S3_SYNC_BATCH_OBJECTS": "1000",
+            "S3_SYNC_BATCH_BYTES": str(100 * 1024**3),
+            "S3_SYNC_COPY_CONCURRENCY": str(COPY_CONCURRENCY),
+            "S3_SYNC_MULTIPART_THRESHOLD": str(5 * 1024**3),
+            "S3_SYNC_PART_SIZE": str(512 * 1024**2),
+            "S3_SYNC_TOLERATED_FAILURES": "0",
+            "S3_SYNC_VERIFY_SAMPLE": "20",
+        }
     )
     s3 = aws.client("s3", connections=MAP_CONCURRENCY * COPY_CONCURRENCY)
     cloudwatch, kms = aws.client("cloudwatch"), aws.client("kms")
@@ -135,41 +133,27 @@ def _run(source: str, replica: str, work_bucket: str) -> dict[str, Any]:
     for client in (s3, cloudwatch, kms):
         profile.watch(client)
     clients = Clients(source=s3, replica=s3, work=s3, cloudwatch=cloudwatch, kms=kms)
+    # One process has no 15-minute limit: each range is planned in one call.
+    deps = Deps(settings, REPLICA, clients, out_of_time=lambda: False)
     with profile.step("prepare"):
-        prepared = prepare(
-            settings,
-            clients,
-            PrepareTask(action="prepare", input=SyncRequest(mode="sync").model_dump()),
-            datetime.now(UTC),
-        )
-    run = Run.model_validate(prepared)
+        run = prepare(PrepareTask(action="prepare", input=SyncRequest(mode="sync").model_dump()), deps)
     with profile.step("plan"), ThreadPoolExecutor(MAP_CONCURRENCY) as pool:
-        plans = list(
-            pool.map(
-                # One process has no 15-minute limit: each range is planned in one call.
-                lambda shard: plan(settings, clients, PlanTask(action="plan", run=run, shard=shard), lambda: False),
-                run.shards,
-            )
-        )
+        plans = list(pool.map(lambda shard: plan(PlanTask(action="plan", run=run, shard=shard), deps), run.shards))
     with profile.step("manifest"):
-        written = manifest(clients, ManifestTask(action="manifest", run=run, plans=plans))
+        written = manifest(ManifestTask(action="manifest", run=run, plans=plans), deps)
     with profile.step("copy"):
-        if run.copy_objects and written["batches"]:
-            body = s3.get_object(Bucket=work_bucket, Key=written["key"])["Body"].read()
+        if run.copy_objects and written.key and written.batches:
+            body = s3.get_object(Bucket=work_bucket, Key=written.key)["Body"].read()
             batches = [item["batch"] for item in json.loads(body)]
             with ThreadPoolExecutor(MAP_CONCURRENCY) as pool:
-                list(
-                    pool.map(
-                        lambda batch: copy(settings, clients, CopyTask(action="copy", run=run, batch=batch)), batches
-                    )
-                )
+                list(pool.map(lambda batch: copy(CopyTask(action="copy", run=run, batch=batch), deps), batches))
     with profile.step("verify"):
-        checked = verify(settings, clients, VerifyTask(action="verify", run=run))
+        checked = verify(VerifyTask(action="verify", run=run), deps)
     with profile.step("summary"):
-        result = summary(
-            settings, clients, SummaryTask(action="summary", run=run, plans=plans, verify=checked), datetime.now(UTC)
-        )
-    return {**result, "profile": profile.steps}
+        # The summary publishes the run's metrics, as in the function (where the handler collects them).
+        summarized = metrics.log_metrics(summary)
+        result = summarized(SummaryTask(action="summary", run=run, plans=plans, verify=checked), deps)
+    return {**result.model_dump(mode="json"), "profile": profile.steps}
 
 
 if __name__ == "__main__":

@@ -2,23 +2,16 @@
 exactly once, in S3's key order, whatever the keys look like."""
 
 from datetime import UTC, datetime
-from typing import Any
 
 import boto3
 
 from tests.rig.local_cloud import LocalCloud
-from wandb_ops.access.s3_copy import listing, ranges, shard_boundaries
-from wandb_ops.workflows.s3_sync.steps import (
-    Clients,
-    PlanTask,
-    PrepareTask,
-    Run,
-    SyncSettings,
-    estimated_objects,
-    plan,
-    prepare,
-    shard_count,
-)
+from wandb_ops.access.s3_listing import listing, ranges, shard_boundaries
+from wandb_ops.workflows.s3_sync.replica import REPLICA
+from wandb_ops.workflows.s3_sync.runs import Clients, estimated_objects, shard_count
+from wandb_ops.workflows.s3_sync.settings import S3SyncSettings
+from wandb_ops.workflows.s3_sync.steps import Deps, plan, prepare
+from wandb_ops.workflows.s3_sync.tasks import PlanOutput, PlanTask, PrepareTask
 
 KEYS = [
     "top-level-file",
@@ -60,8 +53,8 @@ def test_an_empty_bucket_is_one_shard_with_nothing_in_it(cloud: LocalCloud) -> N
     assert list(listing(s3, "empty-source")) == []
 
 
-def _settings(**overrides: str) -> SyncSettings:
-    return SyncSettings.from_env(
+def _settings(**overrides: str) -> S3SyncSettings:
+    return S3SyncSettings.from_env(
         {
             "S3_SYNC_SOURCE_BUCKET": "sized",
             "S3_SYNC_REPLICA_BUCKET": "sized-replica",
@@ -111,11 +104,11 @@ def test_a_long_run_of_replica_only_keys_is_planned_in_several_invocations(cloud
     s3.put_object(Bucket="sized", Key="kept", Body=b"")
     settings = _settings(S3_SYNC_PLAN_CHUNK_OBJECTS="100")
     clients = Clients(source=s3, replica=s3, work=s3, cloudwatch=boto3.client("cloudwatch"), kms=boto3.client("kms"))
-    task = PrepareTask(action="prepare", input={"mode": "sync"}, execution="test-chunks")
-    run = Run.model_validate(prepare(settings, clients, task, datetime.now(UTC)))
+    deps = Deps(settings, REPLICA, clients, out_of_time=lambda: False)
+    run = prepare(PrepareTask(action="prepare", input={"mode": "sync"}, execution="test-chunks"), deps)
     [shard] = run.shards
-    results: list[dict[str, Any]] = []
-    while not results or not results[-1]["done"]:
-        results.append(plan(settings, clients, PlanTask(action="plan", run=run, shard=shard), lambda: False))
-    assert [r["done"] for r in results] == [False, False, True]
-    assert results[-1]["replica_only"] == 250 and results[-1]["new"] == 1
+    results: list[PlanOutput] = []
+    while not results or not results[-1].done:
+        results.append(plan(PlanTask(action="plan", run=run, shard=shard), deps))
+    assert [r.done for r in results] == [False, False, True]
+    assert results[-1].replica_only == 250 and results[-1].new == 1

@@ -10,18 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wandb_ops.access.s3_copy import (
-    COPY_OBJECT_LIMIT,
-    MAX_PARTS,
-    MIN_PART_SIZE,
-    Entry,
-    archived,
-    differs,
-    merge_join,
-    part_ranges,
-    read_ahead,
-)
-from wandb_ops.workflows.s3_sync.steps import PrepareTask, SyncRequest, _kind
+from wandb_ops.access.s3_copy import COPY_OBJECT_LIMIT, MAX_PARTS, MIN_PART_SIZE, part_ranges
+from wandb_ops.access.s3_listing import Entry, archived, differs, merge_join, read_ahead
+from wandb_ops.workflows.s3_sync import reencrypt, replica
+from wandb_ops.workflows.s3_sync.tasks import PrepareTask, ReencryptRequest, SyncRequest
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -64,11 +56,11 @@ def test_what_counts_as_archived_and_how_it_is_planned() -> None:
     # Instant Retrieval reads like Standard-IA; an Intelligent-Tiering archive tier does not show in a listing.
     assert not any(archived(entry(c)) for c in ("STANDARD", "STANDARD_IA", "GLACIER_IR", "INTELLIGENT_TIERING"))
     older = Entry("k", 10, '"old"', T0 - timedelta(days=1))
-    assert _kind(entry("GLACIER"), None, None) == _kind(entry("GLACIER"), older, None) == "archived"
-    assert _kind(entry("GLACIER"), entry("STANDARD"), None) == "in_sync"  # copied before it was archived
-    assert _kind(entry("GLACIER", restored=True), None, None) == _kind(entry("GLACIER_IR"), None, None) == "new"
-    assert _kind(entry("DEEP_ARCHIVE", restored=True), older, None) == "changed"
-    assert _kind(entry("DEEP_ARCHIVE"), None, T0 + timedelta(seconds=1)) == "archived"  # re-encryption
+    assert replica.kind(entry("GLACIER"), None) == replica.kind(entry("GLACIER"), older) == "archived"
+    assert replica.kind(entry("GLACIER"), entry("STANDARD")) == "in_sync"  # copied before it was archived
+    assert replica.kind(entry("GLACIER", restored=True), None) == replica.kind(entry("GLACIER_IR"), None) == "new"
+    assert replica.kind(entry("DEEP_ARCHIVE", restored=True), older) == "changed"
+    assert reencrypt.kind(entry("DEEP_ARCHIVE"), T0 + timedelta(seconds=1)) == "archived"  # re-encryption
 
 
 @given(
@@ -86,6 +78,10 @@ def test_the_events_in_the_repository_are_valid_inputs() -> None:
     PrepareTask.model_validate(json.loads((events / "s3-sync.json").read_text()))
     for path in events.glob("s3-sync-*statemachine.json"):
         SyncRequest.model_validate(json.loads(path.read_text()))
+    reencrypt_task = PrepareTask.model_validate(json.loads((events / "s3-reencrypt.json").read_text()))
+    ReencryptRequest.model_validate(reencrypt_task.input)
+    for path in events.glob("s3-reencrypt-*statemachine.json"):
+        ReencryptRequest.model_validate(json.loads(path.read_text()))
 
 
 def test_read_ahead_yields_everything_in_order_and_passes_errors_on() -> None:
