@@ -16,14 +16,15 @@ SAM := PATH="$(PYTHON_BIN_DIR):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 # CI must run against both database engines: a missing one fails instead of skipping.
 export WANDB_OPS_REQUIRE_ENGINES ?= $(if $(CI),all,)
 
-.PHONY: help test demo docs lint build engines venv tools clean
+.PHONY: help test demo docs template lint build engines venv tools clean
 
 help:
 	@echo "make test   - install everything, start the database engines, lint, build, run the test suite"
 	@echo "make demo   - run every workflow against the local emulator and print what happened"
 	@echo "make lint   - ruff, mypy, cfn-lint, sam validate --lint, checkov"
 	@echo "make build  - sam build (arm64 layer and functions into .aws-sam/)"
-	@echo "make docs   - regenerate the state machine diagrams and the permission tables in docs/"
+	@echo "make docs   - regenerate template.yaml's workflow blocks, the state machine diagrams and the permission tables"
+	@echo "make template - regenerate only template.yaml's workflow blocks (from workflows.yaml)"
 
 # One stamp per environment: reinstall only when its pins change.
 $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt layers/kubernetes/requirements.txt
@@ -69,9 +70,13 @@ demo: venv
 	scripts/provision-engines --mariadb-only
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) scripts/demo.py
 
-docs: venv
+# The template's generated blocks first: the permission tables are read from the template.
+docs: venv template
 	$(PY) scripts/asl_to_mermaid.py
 	$(PY) scripts/permissions_doc.py
+
+template: venv
+	$(PY) scripts/template_workflows.py
 
 clean:
 	rm -rf $(VENV) .tools .aws-sam .pytest_cache .mypy_cache .ruff_cache
