@@ -472,6 +472,8 @@ def updated(template: str, description: dict[str, Workflow]) -> str:
     for line in lines:
         begin = BEGIN.match(line)
         if not begin:
+            if END.match(line):
+                raise SystemExit(f"template.yaml: an end marker without its begin marker: {line.strip()}")
             out.append(line)
             continue
         name = begin[1]

@@ -63,8 +63,10 @@ def test_a_workflow_without_its_block_is_told_where_it_goes() -> None:
     without = "\n".join(
         line for line in TEMPLATE.read_text().splitlines() if "PostureStateMachine: generated" not in line
     )
-    with pytest.raises(SystemExit, match=r"has no block for .*PostureStateMachine"):
+    with pytest.raises(SystemExit, match=r"an end marker without its begin marker: # <<< PostureStateMachine"):
         updated(without, description)
-    no_blocks = "\n".join(line for line in TEMPLATE.read_text().splitlines() if "# >>>" not in line)
+    no_blocks = "\n".join(
+        line for line in TEMPLATE.read_text().splitlines() if "# >>>" not in line and "# <<<" not in line
+    )
     with pytest.raises(SystemExit, match=r"has no block for .*PostureStateMachine"):
         updated(no_blocks, description)
