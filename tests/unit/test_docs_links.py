@@ -39,6 +39,9 @@ _ELSEWHERE = [
     (re.compile("DESIGN" + r"\.md"), "a design document outside the repository (use docs/design.md)"),
     (re.compile(r"/work/(?:main|wt|shared)\b|\b" + "shared" + r"/DESIGN"), "a path on the author's machine"),
 ]
+# Workflows that exist only as examples: the recipe's (docs/adding-a-workflow.md) and the recipe
+# test's fake one (tests/unit/test_workflow_recipe.py). A path or module naming them is not checked.
+EXAMPLE_WORKFLOWS = re.compile(r"(?:^|[/.])(?:bucket[_-]audit|audit)(?:$|[/.-])")
 # Recorded command lines of benchmark runs: where the benchmark ran, not a reference.
 _NOT_CHECKED_FOR_ELSEWHERE = re.compile(r"^bench/[^/]+/results/")
 # This file names broken references on purpose, to test the checker.
@@ -152,6 +155,8 @@ def broken_references(name: str, text: str) -> Iterator[str]:
                 yield f"{name}:{line_of(text, match.start())}: {problem}"
     for match in _PATH.finditer(text):
         path = match[1]
+        if EXAMPLE_WORKFLOWS.search(path):
+            continue
         shown = path + (match[2] or "")
         base = PACKAGE_ROOT if path.startswith("wandb_ops/") else ROOT
         problem = problem_with(base / path, match[2][1:] if match[2] else None, f"`{shown}`")
@@ -162,6 +167,8 @@ def broken_references(name: str, text: str) -> Iterator[str]:
     for match in _MODULE.finditer(text):
         if name.endswith(".py") and text[max(0, match.start() - 5) : match.start()] in ("from ", "port "):
             continue  # an import: mypy and the tests prove it resolves
+        if EXAMPLE_WORKFLOWS.search(match[1]):
+            continue
         problem = module_problem(match[1].rstrip("."))
         if problem:
             yield f"{name}:{line_of(text, match.start())}: {problem}"

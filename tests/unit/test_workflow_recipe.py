@@ -1,4 +1,4 @@
-"""Every workflow has the same pieces (docs/architecture.md, "Adding a workflow"): its functions,
+"""Every workflow has the same pieces (docs/adding-a-workflow.md): its functions,
 each with its log group, code, and an event for `sam local invoke`; its definition, log group and
 failed-run alarm; a schedule that a parameter turns off (or the reason it has none); an input to
 start it by hand and its stack output; a docs page and a runbook row; for a scheduled workflow,
@@ -111,7 +111,7 @@ def function_pieces(logical_id: str, function: Function, repo: Repo) -> list[str
 def machine_pieces(machine: str, repo: Repo) -> list[str]:
     workflow = repo.description.get(machine)
     if workflow is None:
-        return [f"{machine}: describe it in workflows.yaml, then run make template (docs/architecture.md)"]
+        return [f"{machine}: describe it in workflows.yaml, then run make template (docs/adding-a-workflow.md)"]
     resource, name = repo.resources[machine], workflow.name
     properties = resource["Properties"]
     problems = [
@@ -357,7 +357,7 @@ def test_a_workflow_missing_from_the_description_is_told_where_it_goes() -> None
     repo, machine = _bare_repo()
     without = Repo(repo.template, REPO.description, REPO_ROOT)
     assert machine_pieces(machine, without) == [
-        "AuditStateMachine: describe it in workflows.yaml, then run make template (docs/architecture.md)"
+        "AuditStateMachine: describe it in workflows.yaml, then run make template (docs/adding-a-workflow.md)"
     ]
 
 
