@@ -24,8 +24,8 @@ from tests.rig.stack import DeployedStack
 from tests.rig.wandb_deployment import SimulatedWandb
 from tests.rig.wandb_on_kubernetes import Mode, point_functions_at_engine, start_wandb_on_kubernetes
 from tests.workflows.notifications import Notification, TopicInbox
-from wandb_ops.workflows.credential_rotation import cutover
-from wandb_ops.workflows.credential_rotation.cutover import VERSION_PREFIX
+from wandb_ops.workflows.credential_rotation import onboarding
+from wandb_ops.workflows.credential_rotation.app_secret import VERSION_PREFIX
 from wandb_ops.workflows.secret_rotation.rotation import rotated_username
 
 MASTER_USER, MASTER_PASSWORD = "wandb_master", "Master0fThisTestServer"
@@ -675,7 +675,7 @@ def test_a_retried_onboarding_step_finishes_what_it_started(master_rig: Rig, mon
     def killed(*args: Any) -> str:
         raise SimulatedCrash
 
-    monkeypatch.setattr(cutover, "database_grant_name", killed)
+    monkeypatch.setattr(onboarding, "database_grant_name", killed)
     crashed = invoke({"action": "onboard", "plan": plan, "execution": execution})
     assert crashed.get("errorType") == "Runtime.ExitError", crashed
     assert "wandb_app" in rig.users()
