@@ -366,3 +366,14 @@ def test_outputs_leave_out_what_the_step_does_not_say() -> None:
     }
     nothing = Plan(mode="nothing", reason="r").model_dump(mode="json")
     assert nothing["old"] is None and nothing["deployments"] == [] and len(nothing) == 10
+
+
+def test_every_task_of_the_state_machine_names_its_execution_and_a_step() -> None:
+    definition = json.loads(
+        (Path(__file__).resolve().parents[2] / "statemachines" / "credential_rotation.asl.json").read_text()
+    )
+    tasks = [s for s in definition["States"].values() if s.get("Resource") == "arn:aws:states:::lambda:invoke"]
+    assert tasks
+    for task in tasks:
+        payload = task["Parameters"]["Payload"]
+        assert payload["action"] in STEPS.by_action and payload["execution.$"] == "$$.Execution.Id", payload
