@@ -1,27 +1,24 @@
 """Pure rules of the W&B cut-over: kubectl's rollout rules, where W&B keeps its credentials,
-the EKS token, settings validation and the notification text."""
+the EKS token, settings validation, the notification text and the steps' contract."""
 
 import base64
 import copy
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+from pydantic import BaseModel
 
 from wandb_ops.access.kubernetes.api import eks_token
 from wandb_ops.core.errors import ConfigurationError
-from wandb_ops.workflows.credential_rotation.cutover import (
-    VERSION_PREFIX,
-    CutoverRequest,
-    CutoverSettings,
-    CutoverTask,
-    report,
-    rotation_token,
-)
+from wandb_ops.core.polling import backoff
+from wandb_ops.workflows.credential_rotation.app_secret import VERSION_PREFIX, rotation_token
+from wandb_ops.workflows.credential_rotation.notify import report
 from wandb_ops.workflows.credential_rotation.rollout import (
     PausedDeploymentError,
     RolloutFailedError,
@@ -29,6 +26,17 @@ from wandb_ops.workflows.credential_rotation.rollout import (
     restart_patch,
     restarted_for,
     rollout_status,
+)
+from wandb_ops.workflows.credential_rotation.settings import CutoverSettings
+from wandb_ops.workflows.credential_rotation.steps import STEPS
+from wandb_ops.workflows.credential_rotation.tasks import (
+    CutoverRequest,
+    CutoverTask,
+    Plan,
+    RestoreCurrentOutput,
+    RetireOutput,
+    RolloutStatusOutput,
+    RotationStatusOutput,
 )
 from wandb_ops.workflows.credential_rotation.wandb_config import LegacySecretTarget, OperatorTarget
 
@@ -228,9 +236,9 @@ def test_settings_default_to_terraform_aws_wandb() -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"APP_DB_PRIVILEGES": "SELECT, SUPER"}, "ApplicationUserPrivileges names unknown privileges \\['SUPER'\\]"),
-        ({"APP_DB_USERNAME": "x" * 30}, "ApplicationUserName must be"),
-        ({"WANDB_TARGET": "helm"}, "WandbTarget to operator or legacy-secret"),
+        ({"APP_DB_PRIVILEGES": "SELECT, SUPER"}, "ApplicationUserPrivileges \\(unknown privileges \\['SUPER'\\]"),
+        ({"APP_DB_USERNAME": "x" * 30}, "ApplicationUserName \\(must be a letter"),
+        ({"WANDB_TARGET": "helm"}, "WandbTarget \\(Input should be 'operator' or 'legacy-secret'\\)"),
         ({"DRAIN_MAX_ATTEMPTS": "0"}, "DrainMaxChecks"),
         ({"CREDENTIAL_MAC_KEY_ARN": " "}, "CREDENTIAL_MAC_KEY_ARN is empty: the template sets it"),
     ],
@@ -274,10 +282,10 @@ def test_the_rollback_report_names_the_step_the_reason_and_the_versions() -> Non
         "retire": {"Payload": {"user": "wandb_app_r1234abcd", "action": "dropped", "reason": "no sessions"}},
     }
     result = report("rolled_back", run)
-    assert result["subject"] == "W&B credential rotation rolled back"
-    assert "Step confirm failed: HealthCheckFailedError: W&B /ready answered HTTP 503" in result["message"]
-    assert "AWSCURRENT of" in result["message"] and "version v1 again" in result["message"]
-    assert "'wandb_app_r1234abcd': dropped" in result["message"]
+    assert result.subject == "W&B credential rotation rolled back"
+    assert "Step confirm failed: HealthCheckFailedError: W&B /ready answered HTTP 503" in result.message
+    assert "AWSCURRENT of" in result.message and "version v1 again" in result.message
+    assert "'wandb_app_r1234abcd': dropped" in result.message
 
 
 def test_the_rollback_failed_report_is_urgent_and_points_at_the_runbook() -> None:
@@ -288,13 +296,13 @@ def test_the_rollback_failed_report_is_urgent_and_points_at_the_runbook() -> Non
         "rollback_error": {"Error": "KubernetesError", "Cause": json.dumps({"errorMessage": "HTTP 403"})},
     }
     result = report("rollback_failed", run)
-    assert result["subject"].startswith("URGENT")
-    assert "KubernetesError: HTTP 403" in result["message"] and "The rollback failed" in result["message"]
+    assert result.subject.startswith("URGENT")
+    assert "KubernetesError: HTTP 403" in result.message and "The rollback failed" in result.message
 
 
 def test_a_report_before_any_plan_still_explains() -> None:
     run = {"error": {"Error": "CutoverError", "Cause": json.dumps({"errorMessage": "run onboarding first"})}}
-    assert "CutoverError: run onboarding first" in report("failed", run)["message"]
+    assert "CutoverError: run onboarding first" in report("failed", run).message
 
 
 def test_the_events_in_the_repository_are_valid_inputs() -> None:
@@ -302,3 +310,70 @@ def test_the_events_in_the_repository_are_valid_inputs() -> None:
     CutoverTask.model_validate(json.loads((events / "credential-cutover.json").read_text()))
     for name in ("statemachine", "onboard-statemachine", "switch-statemachine"):
         CutoverRequest.model_validate(json.loads((events / f"credential-rotation-{name}.json").read_text()))
+
+
+# ---------------------------------------------------------------- the steps' contract
+
+
+def test_every_action_has_one_step() -> None:
+    models = get_args(CutoverTask.model_fields["root"].annotation)
+    actions = {action for model in models for action in get_args(model.model_fields["action"].annotation)}
+    assert set(STEPS.by_action) == actions
+
+
+def _field_names(model: type[BaseModel]) -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        yield name
+        for part in (field.annotation, *get_args(field.annotation)):
+            for inner in (part, *get_args(part)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    yield from _field_names(inner)
+
+
+@pytest.mark.parametrize("action", sorted(STEPS.by_action))
+def test_no_step_output_has_room_for_a_password(action: str) -> None:
+    """What a step returns goes into the Step Functions state and the step's log line."""
+    names = set(_field_names(STEPS.output_model(action)))
+    assert not {name for name in names if "password" in name or "secret_string" in name}, names
+
+
+def test_outputs_leave_out_what_the_step_does_not_say() -> None:
+    """The JSON the state machine gets: no key as null that the step never sent."""
+    poll = backoff(0, 10, 60, 30)
+    assert RotationStatusOutput(done=True).model_dump(mode="json") == {"done": True}
+    assert RotationStatusOutput(done=False, **poll).model_dump(mode="json") == {"done": False, **poll}
+    assert RolloutStatusOutput(done=False, pending=["a: b"], **poll).model_dump(mode="json") == {
+        "done": False,
+        "pending": ["a: b"],
+        **poll,
+    }
+    assert RetireOutput(done=False, user="u", sessions=2, **poll).model_dump(mode="json") == {
+        "done": False,
+        "user": "u",
+        "sessions": 2,
+        **poll,
+    }
+    assert RetireOutput(done=True, user="u", action="dropped", reason="r").model_dump(mode="json") == {
+        "done": True,
+        "user": "u",
+        "action": "dropped",
+        "reason": "r",
+    }
+    assert RestoreCurrentOutput(moved=False, reason="r").model_dump(mode="json") == {"moved": False, "reason": "r"}
+    assert RestoreCurrentOutput(moved=True, current_version="v1").model_dump(mode="json") == {
+        "moved": True,
+        "current_version": "v1",
+    }
+    nothing = Plan(mode="nothing", reason="r").model_dump(mode="json")
+    assert nothing["old"] is None and nothing["deployments"] == [] and len(nothing) == 10
+
+
+def test_every_task_of_the_state_machine_names_its_execution_and_a_step() -> None:
+    definition = json.loads(
+        (Path(__file__).resolve().parents[2] / "statemachines" / "credential_rotation.asl.json").read_text()
+    )
+    tasks = [s for s in definition["States"].values() if s.get("Resource") == "arn:aws:states:::lambda:invoke"]
+    assert tasks
+    for task in tasks:
+        payload = task["Parameters"]["Payload"]
+        assert payload["action"] in STEPS.by_action and payload["execution.$"] == "$$.Execution.Id", payload

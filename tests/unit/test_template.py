@@ -44,11 +44,20 @@ def test_layers_are_built_by_sam_for_python_3_13() -> None:
         assert layer["Properties"]["ContentUri"] == directory
 
 
+def _code_run_by(function: dict[str, Any]) -> str:
+    """A function's own code, and that of the workflow packages its handler imports (whose
+    steps build the clients)."""
+    code = "".join(path.read_text() for path in (REPO_ROOT / function["Properties"]["CodeUri"]).rglob("*.py"))
+    workflows = REPO_ROOT / "layers" / "common" / "wandb_ops" / "workflows"
+    for workflow in sorted(set(re.findall(r"wandb_ops\.workflows\.(\w+)", code))):
+        code += "".join(path.read_text() for path in (workflows / workflow).rglob("*.py"))
+    return code
+
+
 def test_only_the_functions_that_talk_to_kubernetes_carry_its_client() -> None:
     assert TEMPLATE["Globals"]["Function"]["Layers"] == [{"Ref": "CommonLayer"}]
     for name, function in _of_type("AWS::Serverless::Function").items():
-        code = "".join(path.read_text() for path in (REPO_ROOT / function["Properties"]["CodeUri"]).rglob("*.py"))
-        talks_to_kubernetes = "ClientKubernetesApi" in code
+        talks_to_kubernetes = "ClientKubernetesApi" in _code_run_by(function)
         has_layer = {"Ref": "KubernetesLayer"} in function["Properties"].get("Layers", [])
         assert has_layer == talks_to_kubernetes, f"{name}: layer {has_layer}, uses Kubernetes {talks_to_kubernetes}"
 

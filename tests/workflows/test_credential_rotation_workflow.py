@@ -24,8 +24,8 @@ from tests.rig.stack import DeployedStack
 from tests.rig.wandb_deployment import SimulatedWandb
 from tests.rig.wandb_on_kubernetes import Mode, point_functions_at_engine, start_wandb_on_kubernetes
 from tests.workflows.notifications import Notification, TopicInbox
-from wandb_ops.workflows.credential_rotation import cutover
-from wandb_ops.workflows.credential_rotation.cutover import VERSION_PREFIX
+from wandb_ops.workflows.credential_rotation import notify, onboarding
+from wandb_ops.workflows.credential_rotation.app_secret import VERSION_PREFIX
 from wandb_ops.workflows.secret_rotation.rotation import rotated_username
 
 MASTER_USER, MASTER_PASSWORD = "wandb_master", "Master0fThisTestServer"
@@ -265,6 +265,28 @@ def test_a_dry_run_changes_nothing(operator_rig: Rig) -> None:
     assert not [r for r in operator_rig.kube.requests if r[0] == "PATCH"]
     [note] = operator_rig.notifications()
     assert "Dry run, nothing changed" in note.message and "wandb-app" in note.message
+
+
+def test_a_failing_report_step_still_notifies_with_a_fixed_message(
+    operator_rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report step cannot run: the run still ends as it would, with the fixed notification of its
+    outcome; a run with nothing to do (no notification) fails with the report step's error."""
+    rig = operator_rig
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("the report step broke")
+
+    monkeypatch.setattr(notify, "report", broken)
+    dry_run = rig.run(action="rotate", dry_run=True)
+    assert dry_run.status == "SUCCEEDED", dry_run.cause
+    [note] = rig.notifications()
+    assert note.subject == "wandb-ops credential rotation: dry run"
+    assert note.message.startswith("Credential rotation ended dry_run: the report step failed too. Execution ")
+    nothing = rig.run(action="onboard")  # already onboarded
+    assert nothing.status == "FAILED" and nothing.error == "RuntimeError"
+    assert "the report step broke" in (nothing.cause or "")
+    assert rig.notifications() == []
 
 
 # ---------------------------------------------------------------- rolling back
@@ -675,7 +697,7 @@ def test_a_retried_onboarding_step_finishes_what_it_started(master_rig: Rig, mon
     def killed(*args: Any) -> str:
         raise SimulatedCrash
 
-    monkeypatch.setattr(cutover, "database_grant_name", killed)
+    monkeypatch.setattr(onboarding, "database_grant_name", killed)
     crashed = invoke({"action": "onboard", "plan": plan, "execution": execution})
     assert crashed.get("errorType") == "Runtime.ExitError", crashed
     assert "wandb_app" in rig.users()
