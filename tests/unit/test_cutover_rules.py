@@ -239,7 +239,8 @@ def test_settings_default_to_terraform_aws_wandb() -> None:
         ({"APP_DB_PRIVILEGES": "SELECT, SUPER"}, "ApplicationUserPrivileges \\(unknown privileges \\['SUPER'\\]"),
         ({"APP_DB_USERNAME": "x" * 30}, "ApplicationUserName \\(must be a letter"),
         ({"WANDB_TARGET": "helm"}, "WandbTarget \\(Input should be 'operator' or 'legacy-secret'\\)"),
-        ({"DRAIN_MAX_ATTEMPTS": "0"}, "DrainMaxChecks"),
+        # no stack parameter sets it: the message must not send the operator to look for one
+        ({"DRAIN_MAX_ATTEMPTS": "0"}, "DRAIN_MAX_ATTEMPTS is invalid .*: the template sets it; redeploy the stack"),
         ({"CREDENTIAL_MAC_KEY_ARN": " "}, "CREDENTIAL_MAC_KEY_ARN is empty: the template sets it"),
     ],
 )

@@ -42,8 +42,7 @@ class CutoverSettings(StackSettings):
     poll_base_seconds: int = from_stack("POLL_BASE_SECONDS", ge=0, le=3600)
     poll_max_seconds: int = from_stack("POLL_MAX_SECONDS", ge=0, le=3600)
     poll_max_attempts: int = from_stack("POLL_MAX_ATTEMPTS", ge=1, le=1000)
-    # The template sets it (there is no stack parameter of that name); its errors have always said DrainMaxChecks.
-    drain_max_attempts: int = from_stack("DRAIN_MAX_ATTEMPTS", "DrainMaxChecks", ge=1, le=1000)
+    drain_max_attempts: int = from_stack("DRAIN_MAX_ATTEMPTS", ge=1, le=1000)
 
     @property
     def database_secret(self) -> str:
