@@ -6,7 +6,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from wandb_ops.access.kubernetes.api import ClientKubernetesApi, KubernetesApi, describe_cluster, eks_token
+from wandb_ops.access.kubernetes.api import KubernetesApi, connect, describe_cluster, eks_token
 from wandb_ops.access.mysql.accounts import Connector
 from wandb_ops.access.mysql.master import MasterAccess, database_from_env
 from wandb_ops.access.password_proof import PasswordMint
@@ -46,7 +46,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
     def kubernetes() -> KubernetesApi:
         endpoint = describe_cluster(aws.client("eks"), settings.eks_cluster_name)
-        return ClientKubernetesApi(endpoint, eks_token(aws.client("sts"), settings.eks_cluster_name))
+        return connect(endpoint, eks_token(aws.client("sts"), settings.eks_cluster_name))
 
     secretsmanager = aws.client("secretsmanager")
     cutover = Cutover(
