@@ -30,7 +30,7 @@ help:
 	@echo "make template - regenerate only template.yaml's workflow blocks (from workflows.yaml)"
 
 # One stamp per environment: reinstall only when its pins change.
-$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt layers/kubernetes/requirements.txt
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
 	@test -x $(PY) || $(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@

@@ -37,29 +37,25 @@ def test_runtime_architecture_and_tracing_come_from_globals() -> None:
         assert "Runtime" not in function["Properties"], f"{name} overrides the global runtime"
 
 
-def test_layers_are_built_by_sam_for_python_3_13() -> None:
-    for name, directory in (("CommonLayer", "layers/common"), ("KubernetesLayer", "layers/kubernetes")):
-        layer = RESOURCES[name]
-        assert layer["Metadata"]["BuildMethod"] == "python3.13"
-        assert layer["Properties"]["ContentUri"] == directory
+def test_the_shared_layer_is_built_by_sam_for_python_3_13_and_is_the_only_layer() -> None:
+    layers = _of_type("AWS::Serverless::LayerVersion")
+    assert list(layers) == ["CommonLayer"]
+    assert layers["CommonLayer"]["Metadata"]["BuildMethod"] == "python3.13"
+    assert layers["CommonLayer"]["Properties"]["ContentUri"] == "layers/common"
+    assert sorted(path.name for path in (REPO_ROOT / "layers").iterdir()) == ["common"]
 
 
-def _code_run_by(function: dict[str, Any]) -> str:
-    """A function's own code, and that of the workflow packages its handler imports (whose
-    steps build the clients)."""
-    code = "".join(path.read_text() for path in (REPO_ROOT / function["Properties"]["CodeUri"]).rglob("*.py"))
-    workflows = REPO_ROOT / "layers" / "common" / "wandb_ops" / "workflows"
-    for workflow in sorted(set(re.findall(r"wandb_ops\.workflows\.(\w+)", code))):
-        code += "".join(path.read_text() for path in (workflows / workflow).rglob("*.py"))
-    return code
-
-
-def test_only_the_functions_that_talk_to_kubernetes_carry_its_client() -> None:
+def test_no_function_ships_the_kubernetes_client() -> None:
+    """The cut-over talks to the API server over urllib3 (wandb_ops.access.kubernetes.api): the official
+    client, about 100 MB with what it needs, is a test dependency only (the fake API server's tests)."""
     assert TEMPLATE["Globals"]["Function"]["Layers"] == [{"Ref": "CommonLayer"}]
     for name, function in _of_type("AWS::Serverless::Function").items():
-        talks_to_kubernetes = "ClientKubernetesApi" in _code_run_by(function)
-        has_layer = {"Ref": "KubernetesLayer"} in function["Properties"].get("Layers", [])
-        assert has_layer == talks_to_kubernetes, f"{name}: layer {has_layer}, uses Kubernetes {talks_to_kubernetes}"
+        assert "Layers" not in function["Properties"], f"{name} adds a layer to the shared one"
+        code = "".join(path.read_text() for path in (REPO_ROOT / function["Properties"]["CodeUri"]).rglob("*.py"))
+        assert not re.search(r"^\s*(from|import) kubernetes\b", code, re.MULTILINE), name
+    shared_code = "".join(path.read_text() for path in (REPO_ROOT / "layers/common").rglob("*.py"))
+    assert not re.search(r"^\s*(from|import) kubernetes\b", shared_code, re.MULTILINE)
+    assert "kubernetes" not in _installed_closure(_pins("layers/common/requirements.txt"))
 
 
 def _pins(requirements: str) -> dict[str, tuple[set[str], str]]:
@@ -87,13 +83,11 @@ def _installed_closure(pins: dict[str, tuple[set[str], str]]) -> set[str]:
     return found
 
 
-def test_layers_pin_what_the_tests_ran_and_agree_where_they_overlap() -> None:
-    common, kubernetes = _pins("layers/common/requirements.txt"), _pins("layers/kubernetes/requirements.txt")
-    assert "kubernetes" in kubernetes and "kubernetes" not in common
-    for name, (_, version) in (common | kubernetes).items():
+def test_the_layer_and_the_test_environment_pin_what_the_tests_ran() -> None:
+    common, development = _pins("layers/common/requirements.txt"), _pins("requirements-dev.txt")
+    assert "kubernetes" in development and "kubernetes" not in common
+    for name, (_, version) in (common | development).items():
         assert metadata.version(name) == version, f"{name} is pinned to {version}, the tests ran another version"
-    shared = _installed_closure(common) & _installed_closure(kubernetes)
-    assert shared - kubernetes.keys() == set(), "pin these in layers/kubernetes/requirements.txt as well"
 
 
 def test_every_schedule_can_be_turned_off_by_a_parameter() -> None:

@@ -3,17 +3,18 @@
 Authentication is EKS's: a bearer token that is a presigned STS GetCallerIdentity URL
 signed with the cluster name in the ``x-k8s-aws-id`` header (what `aws eks get-token`
 does), so the function's own role is the identity and no kubeconfig or long-lived token
-exists. Endpoint and CA come from ``eks:DescribeCluster``. Responses are returned as the
-API server's JSON (plain dicts): the domain code reads a handful of fields and the
-typed models of the client would only add required-field checks that can break on a
-newer server. The official ``kubernetes`` client is imported lazily: it is slow to
-import and only this workflow needs it.
+exists. Endpoint and CA come from ``eks:DescribeCluster``. The calls are plain REST over
+urllib3 (already there for botocore): seven paths, JSON in and out, TLS verified against
+the cluster's CA. Responses are returned as the API server's JSON (plain dicts): the domain
+code reads a handful of fields, and typed models would only add required-field checks that
+can break on a newer server.
 """
 
 import base64
 import json
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote, urlencode
 
 import urllib3
 
@@ -24,6 +25,10 @@ CLUSTER_ID_HEADER = "x-k8s-aws-id"
 TOKEN_LIFETIME_SECONDS = 60  # what the EKS authenticator accepts, as `aws eks get-token` uses
 MERGE_PATCH = "application/merge-patch+json"
 CR_GROUP, CR_VERSION, CR_PLURAL = "apps.wandb.com", "v1", "weightsandbiases"
+# The REST paths of the objects the cut-over reads and patches, by namespace.
+CUSTOM_RESOURCES = f"/apis/{CR_GROUP}/{CR_VERSION}/namespaces/{{}}/{CR_PLURAL}"
+SECRETS = "/api/v1/namespaces/{}/secrets"
+DEPLOYMENTS = "/apis/apps/v1/namespaces/{}/deployments"
 RBAC_DOC = "docs/kubernetes/rbac.yaml"
 
 
@@ -83,116 +88,94 @@ def eks_token(sts: Any, cluster_name: str) -> str:
     return TOKEN_PREFIX + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
 
 
-class ClientKubernetesApi:
-    """KubernetesApi over the official client, authenticated with an EKS token."""
+def connect(endpoint: ClusterEndpoint, token: str) -> KubernetesApi:
+    """The cluster's API server, authenticated with an EKS token (``eks_token``)."""
+    return _ApiServer(endpoint, token)
+
+
+class _ApiServer:
+    """KubernetesApi over urllib3: one connection pool that trusts only the cluster's CA."""
 
     def __init__(self, endpoint: ClusterEndpoint, token: str) -> None:
-        from kubernetes import client  # noqa: PLC0415 - heavy; imported only when the cut-over talks to the cluster
-
-        configuration = client.Configuration(host=endpoint.url)
-        configuration.ca_cert_data = endpoint.ca_pem
-        configuration.verify_ssl = True
-        configuration.api_key = {"BearerToken": token}  # the client's name for the bearer-token scheme
-        configuration.api_key_prefix = {"BearerToken": "Bearer"}
-        api_client = client.ApiClient(configuration)
         self._cluster = endpoint.name
-        self._custom = client.CustomObjectsApi(api_client)
-        self._core = client.CoreV1Api(api_client)
-        self._apps = client.AppsV1Api(api_client)
+        self._url = endpoint.url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self._pool = urllib3.PoolManager(
+            cert_reqs="CERT_REQUIRED",
+            ca_cert_data=endpoint.ca_pem,
+            timeout=urllib3.Timeout(connect=5, read=20),
+            # urllib3's default of 3 retries (connection errors; read errors of GETs), but no redirect.
+            retries=urllib3.Retry(total=3, redirect=False),
+        )
 
     def get_custom_resource(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._call(
-            f"get {CR_PLURAL}.{CR_GROUP} {namespace}/{name}",
-            self._custom.get_namespaced_custom_object,
-            CR_GROUP,
-            CR_VERSION,
-            namespace,
-            CR_PLURAL,
-            name,
-        )
+        what = f"get {CR_PLURAL}.{CR_GROUP} {namespace}/{name}"
+        return self._call(what, "GET", _path(CUSTOM_RESOURCES, namespace, name))
 
     def patch_custom_resource(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        # The client would send a dict with the JSON-patch content type, which the server rejects.
-        return self._call(
-            f"patch {CR_PLURAL}.{CR_GROUP} {namespace}/{name}",
-            self._custom.patch_namespaced_custom_object,
-            CR_GROUP,
-            CR_VERSION,
-            namespace,
-            CR_PLURAL,
-            name,
-            patch,
-            _content_type=MERGE_PATCH,
-            _echoes_values=True,
-        )
+        what = f"patch {CR_PLURAL}.{CR_GROUP} {namespace}/{name}"
+        return self._call(what, "PATCH", _path(CUSTOM_RESOURCES, namespace, name), patch, echoes=True)
 
     def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._call(f"get secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace)
+        return self._call(f"get secret {namespace}/{name}", "GET", _path(SECRETS, namespace, name))
 
     def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self._call(
-            f"patch secret {namespace}/{name}",
-            self._core.patch_namespaced_secret,
-            name,
-            namespace,
-            patch,
-            _content_type=MERGE_PATCH,
-            _echoes_values=True,
-        )
+        what = f"patch secret {namespace}/{name}"
+        return self._call(what, "PATCH", _path(SECRETS, namespace, name), patch, echoes=True)
 
     def list_deployments(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        listed = self._call(
-            f"list deployments in {namespace} ({label_selector})",
-            self._apps.list_namespaced_deployment,
-            namespace,
-            label_selector=label_selector,
-        )
+        path = _path(DEPLOYMENTS, namespace) + "?" + urlencode({"labelSelector": label_selector})
+        listed = self._call(f"list deployments in {namespace} ({label_selector})", "GET", path)
         return list(listed.get("items", []))
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._call(f"get deployment {namespace}/{name}", self._apps.read_namespaced_deployment, name, namespace)
+        return self._call(f"get deployment {namespace}/{name}", "GET", _path(DEPLOYMENTS, namespace, name))
 
     def patch_deployment(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self._call(
-            f"patch deployment {namespace}/{name}",
-            self._apps.patch_namespaced_deployment,
-            name,
-            namespace,
-            patch,
-            _content_type=MERGE_PATCH,
-        )
+        return self._call(f"patch deployment {namespace}/{name}", "PATCH", _path(DEPLOYMENTS, namespace, name), patch)
 
-    def _call(self, what: str, method: Any, *args: Any, _echoes_values: bool = False, **kwargs: Any) -> dict[str, Any]:
-        """``_echoes_values``: the request carries credentials, and a validation or admission error may
-        quote them back, so the server's message is left out of the error (it becomes workflow state)."""
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415 - see __init__
-
+    def _call(
+        self, what: str, method: str, path: str, patch: dict[str, Any] | None = None, *, echoes: bool = False
+    ) -> dict[str, Any]:
+        """Patches are JSON merge patches (the one patch type custom resources accept). ``echoes``: the
+        patch carries credentials, and a validation or admission error may quote them back, so the
+        server's message is left out of the error (it becomes workflow state)."""
+        headers, body = self._headers, None
+        if patch is not None:
+            headers, body = headers | {"Content-Type": MERGE_PATCH}, json.dumps(patch).encode()
         try:
-            response = method(*args, _preload_content=False, _request_timeout=(5, 20), **kwargs)
-        except ApiException as exc:
-            raise KubernetesError(self._explain(what, exc, quote_server=not _echoes_values)) from None
+            response = self._pool.request(method, self._url + path, headers=headers, body=body)
         except urllib3.exceptions.HTTPError as exc:
             raise KubernetesError(
                 f"{what}: cannot reach the API server of EKS cluster {self._cluster} ({type(exc).__name__}). "
                 "The endpoint is private: run the function in the cluster's VPC (DatabaseAccessSubnetIds) "
                 "and allow its security group on the cluster security group, port 443"
             ) from None
+        if not 200 <= response.status <= 299:
+            raise KubernetesError(self._explain(what, response, quote_server=not echoes))
         result: dict[str, Any] = json.loads(response.data)
         return result
 
-    def _explain(self, what: str, exc: Any, *, quote_server: bool) -> str:
+    def _explain(self, what: str, response: urllib3.BaseHTTPResponse, *, quote_server: bool) -> str:
         message = ""
         if quote_server:
             try:
-                message = json.loads(exc.body).get("message", "")
-            except (TypeError, ValueError):
+                message = json.loads(response.data).get("message", "")
+            except (AttributeError, ValueError):
                 message = ""
-        message = message or str(exc.reason)
+        message = message or response.reason or ""
         fix = {
             401: "the cluster did not accept the function's EKS token: create the access entry for the function's "
             f"role (docs/rotation.md) on cluster {self._cluster}",
             403: f"apply the Role and RoleBinding of {RBAC_DOC} in that namespace and map the function's role "
             "to their group with an EKS access entry",
             404: "check the stack parameters WandbKubernetesNamespace, WandbResourceName and WandbDeployments",
-        }.get(exc.status, "see the API server's message")
-        return f"{what}: HTTP {exc.status}: {message}: {fix}"
+        }.get(response.status, "see the API server's message")
+        return f"{what}: HTTP {response.status}: {message}: {fix}"
+
+
+def _path(collection: str, namespace: str, name: str | None = None) -> str:
+    """The collection's path in the namespace, or its object's; names from the stack parameters are quoted,
+    not trusted to be DNS labels."""
+    path = collection.format(quote(namespace, safe=""))
+    return path if name is None else f"{path}/{quote(name, safe='')}"

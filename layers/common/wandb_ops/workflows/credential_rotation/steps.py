@@ -16,7 +16,7 @@ from typing import Any, Self
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from wandb_ops.access.kubernetes.api import ClientKubernetesApi, KubernetesApi, describe_cluster, eks_token
+from wandb_ops.access.kubernetes.api import KubernetesApi, connect, describe_cluster, eks_token
 from wandb_ops.access.mysql.accounts import Connector
 from wandb_ops.access.mysql.master import MasterAccess, database_from_env
 from wandb_ops.access.password_proof import PasswordMint
@@ -61,7 +61,7 @@ from wandb_ops.workflows.credential_rotation.wandb_config import WandbTarget, ta
 def kubernetes_api(cluster_name: str) -> KubernetesApi:
     """The EKS cluster's API, as this function's IAM role (an EKS token; no kubeconfig)."""
     endpoint = describe_cluster(aws.client("eks"), cluster_name)
-    return ClientKubernetesApi(endpoint, eks_token(aws.client("sts"), cluster_name))
+    return connect(endpoint, eks_token(aws.client("sts"), cluster_name))
 
 
 @dataclass
