@@ -7,7 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from wandb_ops.access.kubernetes.api import ClientKubernetesApi, KubernetesApi, describe_cluster, eks_token
-from wandb_ops.access.mysql.accounts import Connector
+from wandb_ops.access.mysql.connector import Connector
 from wandb_ops.access.mysql.master import MasterAccess, database_from_env
 from wandb_ops.access.password_proof import PasswordMint
 from wandb_ops.core import aws

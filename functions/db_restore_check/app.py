@@ -8,7 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field, RootModel
 
-from wandb_ops.access.mysql.accounts import DEFAULT_CA_BUNDLE, Connector
+from wandb_ops.access.mysql.connector import DEFAULT_CA_BUNDLE, Connector
 from wandb_ops.access.mysql.master import MasterAccess
 from wandb_ops.access.rds_snapshots import SnapshotApi, format_slot
 from wandb_ops.core import aws

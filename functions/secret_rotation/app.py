@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from wandb_ops.access.mysql.accounts import DEFAULT_CA_BUNDLE, Connector
+from wandb_ops.access.mysql.connector import DEFAULT_CA_BUNDLE, Connector
 from wandb_ops.access.mysql.master import MasterAccess, database_from_env
 from wandb_ops.access.password_proof import MAX_LENGTH, MIN_LENGTH, PasswordMint
 from wandb_ops.core import aws

@@ -27,13 +27,11 @@ from botocore.exceptions import ClientError
 from pydantic import Field, RootModel
 
 from wandb_ops.access.kubernetes.api import KubernetesApi
-from wandb_ops.access.mysql.accounts import (
+from wandb_ops.access.mysql.accounts import AccountRetirer, database_grant_name, database_wildcards_apply
+from wandb_ops.access.mysql.connector import (
     DEFAULT_CA_BUNDLE,
-    AccountRetirer,
     Connector,
     DbSecret,
-    database_grant_name,
-    database_wildcards_apply,
     load_db_secret,
     logged_in_account,
     logs_in_as_itself,

@@ -17,7 +17,7 @@ import pymysql
 from botocore.exceptions import ClientError
 from pydantic import Field
 
-from wandb_ops.access.mysql.accounts import Connector, DbSecret
+from wandb_ops.access.mysql.connector import Connector, DbSecret
 from wandb_ops.access.rds_snapshots import MANAGED_BY, Snapshot, SnapshotApi, format_slot, newest_available, parse_slot
 from wandb_ops.core.aws import error_code
 from wandb_ops.core.errors import WandbOpsError
