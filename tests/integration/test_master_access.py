@@ -1,5 +1,5 @@
 """Where the master credentials may go (wandb_ops.access.mysql.master) and how the connection refuses to
-give a password away (wandb_ops.access.mysql.accounts.Connector), against the emulator's RDS and Secrets
+give a password away (wandb_ops.access.mysql.connector.Connector), against the emulator's RDS and Secrets
 Manager and a server impersonating a database."""
 
 import json
@@ -15,7 +15,7 @@ from tests.rig.local_cloud import LocalCloud
 from tests.rig.rds import READER_HOST, WRITER_HOST, serve_locally
 from tests.rig.rogue_mysql import RogueMysqlServer
 from tests.rig.wandb_deployment import SimulatedWandb
-from wandb_ops.access.mysql.accounts import Connector, DbSecret
+from wandb_ops.access.mysql.connector import Connector, DbSecret
 from wandb_ops.access.mysql.master import MasterAccess, database_from_env, describe_database
 from wandb_ops.core.errors import ConfigurationError
 

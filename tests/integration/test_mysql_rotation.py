@@ -20,7 +20,8 @@ from tests.rig.local_cloud import LocalCloud
 from tests.rig.rds import READER_HOST, WRITER_HOST, serve_locally
 from tests.rig.rogue_mysql import RogueMysqlServer
 from tests.rig.stack import DeployedStack
-from wandb_ops.access.mysql.accounts import AccountCloner, Connector, DbSecret
+from wandb_ops.access.mysql.accounts import AccountCloner
+from wandb_ops.access.mysql.connector import Connector, DbSecret
 from wandb_ops.access.password_proof import PasswordMint
 from wandb_ops.workflows.secret_rotation.rotation import rotated_username
 

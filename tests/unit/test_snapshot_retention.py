@@ -15,7 +15,8 @@ from wandb_ops.access.rds_snapshots import (
     snapshot_tags,
     to_keep,
 )
-from wandb_ops.workflows.db_snapshot.steps import SnapshotSettings, _poll
+from wandb_ops.workflows.db_snapshot.settings import SnapshotSettings
+from wandb_ops.workflows.db_snapshot.steps import _poll
 
 START = datetime(2025, 11, 27, 3, 0, tzinfo=UTC)
 YEAR = [START + timedelta(days=day) for day in range(365)]
@@ -87,13 +88,13 @@ def test_polls_back_off_exponentially_up_to_a_cap_and_give_up_at_the_bound() -> 
     )
     started = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
     polls = [_poll(settings, attempt, started, started) for attempt in range(8)]
-    assert [p["wait_seconds"] for p in polls] == [15, 30, 60, 120, 240, 300, 300, 300]
-    assert [p["give_up"] for p in polls] == [False] * 7 + [True]
+    assert [p.wait_seconds for p in polls] == [15, 30, 60, 120, 240, 300, 300, 300]
+    assert [p.give_up for p in polls] == [False] * 7 + [True]
     # Whatever loop it is in, a run gives up when the next wait would end past its budget.
     late = started + timedelta(seconds=3600 - 200)
-    assert _poll(settings, 0, started, late)["give_up"] is False
-    assert _poll(settings, 5, started, late)["give_up"] is True  # a 300 s wait would pass the hour
-    assert _poll(settings, 5, None, late)["give_up"] is False  # invoked alone (sam local invoke): per-loop bound only
+    assert _poll(settings, 0, started, late).give_up is False
+    assert _poll(settings, 5, started, late).give_up is True  # a 300 s wait would pass the hour
+    assert _poll(settings, 5, None, late).give_up is False  # invoked alone (sam local invoke): per-loop bound only
 
 
 def _snapshot(

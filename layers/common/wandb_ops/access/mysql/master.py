@@ -25,7 +25,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from wandb_ops.access.mysql.accounts import DbSecret, load_secret
+from wandb_ops.access.mysql.connector import DbSecret, load_secret
 from wandb_ops.core.aws import error_code
 from wandb_ops.core.errors import ConfigurationError
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from wandb_ops.access.mysql.accounts import DbSecret, load_db_secret
+from wandb_ops.access.mysql.connector import DbSecret, load_db_secret
 from wandb_ops.core.aws import error_code
 from wandb_ops.workflows.credential_rotation.errors import CutoverError
 from wandb_ops.workflows.credential_rotation.tasks import Plan, SecretRef

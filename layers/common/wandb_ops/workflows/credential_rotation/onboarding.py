@@ -7,14 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 
-from wandb_ops.access.mysql.accounts import (
-    AccountRetirer,
-    DbSecret,
-    database_grant_name,
-    database_wildcards_apply,
-    logged_in_account,
-    logs_in_as_itself,
-)
+from wandb_ops.access.mysql.accounts import AccountRetirer, database_grant_name, database_wildcards_apply
+from wandb_ops.access.mysql.connector import DbSecret, logged_in_account, logs_in_as_itself
 from wandb_ops.workflows.credential_rotation.app_secret import (
     app_secret,
     describe,

@@ -4,7 +4,7 @@ Nothing here changes anything; every refusal says what was found and what to do.
 
 from typing import TYPE_CHECKING, Any
 
-from wandb_ops.access.mysql.accounts import DbSecret
+from wandb_ops.access.mysql.connector import DbSecret
 from wandb_ops.core.errors import ConfigurationError
 from wandb_ops.workflows.credential_rotation.app_secret import (
     app_secret,

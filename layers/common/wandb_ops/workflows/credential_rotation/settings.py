@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import field_validator
 from pydantic_core import PydanticCustomError
 
-from wandb_ops.access.mysql.accounts import DEFAULT_CA_BUNDLE
+from wandb_ops.access.mysql.connector import DEFAULT_CA_BUNDLE
 from wandb_ops.core.settings import StackSettings, from_stack
 
 PRIVILEGES = frozenset(

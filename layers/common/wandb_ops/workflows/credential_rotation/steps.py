@@ -17,7 +17,7 @@ from typing import Any, Self
 from aws_lambda_powertools.metrics import MetricUnit
 
 from wandb_ops.access.kubernetes.api import KubernetesApi, connect, describe_cluster, eks_token
-from wandb_ops.access.mysql.accounts import Connector
+from wandb_ops.access.mysql.connector import Connector
 from wandb_ops.access.mysql.master import MasterAccess, database_from_env
 from wandb_ops.access.password_proof import PasswordMint
 from wandb_ops.core import aws

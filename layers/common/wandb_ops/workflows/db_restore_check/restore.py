@@ -15,17 +15,16 @@ from typing import Any, Literal
 
 import pymysql
 from botocore.exceptions import ClientError
-from pydantic import Field
 
-from wandb_ops.access.mysql.accounts import Connector, DbSecret
-from wandb_ops.access.rds_snapshots import MANAGED_BY, Snapshot, SnapshotApi, format_slot, newest_available, parse_slot
+from wandb_ops.access.mysql.connector import Connector, DbSecret
+from wandb_ops.access.rds_snapshots import MANAGED_BY, Snapshot, format_slot, newest_available, parse_slot
 from wandb_ops.core.aws import error_code
 from wandb_ops.core.errors import WandbOpsError
-from wandb_ops.core.models import StrictModel
+from wandb_ops.workflows.db_restore_check.settings import RestoreCheckSettings
+from wandb_ops.workflows.db_restore_check.tasks import QueryOutput
 
 PURPOSE_TAG = ("wandb-ops:purpose", "restore-check")
 STACK_TAG = "wandb-ops:stack"
-STACK_ID = re.compile(r"^[0-9a-f]{8}$")
 _NOT_FOUND = ("DBClusterNotFoundFault", "DBInstanceNotFound", "DBInstanceNotFoundFault")
 _READ_ONLY_QUERY = re.compile(r"^\s*(SELECT|SHOW)\b", re.IGNORECASE)
 
@@ -34,23 +33,11 @@ class RestoreCheckError(WandbOpsError):
     """The restore check could not restore, reach or query the snapshot."""
 
 
-class RestoreCheckRequest(StrictModel):
-    slot: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
-    source: Literal["schedule", "console", "demo", "test"] = "console"
-
-
 @dataclass(frozen=True)
-class RestoreCheckSettings:
-    api: SnapshotApi
-    source: str
-    region: str
-    stack_id: str  # 8 hex digits of this stack's id
-    instance_class: str
-    query: str
-
-    @property
-    def prefix(self) -> str:
-        return f"wandb-ops-check-{self.stack_id}-"
+class Restored:
+    identifier: str  # the temporary database
+    snapshot: str  # the snapshot restored into it
+    snapshot_slot: str | None
 
 
 def check_identifier(settings: RestoreCheckSettings, slot: str) -> str:
@@ -84,7 +71,7 @@ def newest_snapshot(settings: RestoreCheckSettings, rds: Any) -> Snapshot:
     return newest
 
 
-def start(settings: RestoreCheckSettings, rds: Any, slot: str) -> dict[str, Any]:
+def start(settings: RestoreCheckSettings, rds: Any, slot: str) -> Restored:
     """Restore the newest snapshot into a temporary database (idempotent per slot)."""
     identifier = check_identifier(settings, slot)
     snapshot = newest_snapshot(settings, rds)
@@ -131,7 +118,7 @@ def start(settings: RestoreCheckSettings, rds: Any, slot: str) -> dict[str, Any]
                 cleanup(settings, rds, identifier)  # the state machine's cleanup needs a started check
                 raise
     snapshot_slot = format_slot(snapshot.slot) if snapshot.slot else None
-    return {"identifier": identifier, "snapshot": snapshot.identifier, "snapshot_slot": snapshot_slot}
+    return Restored(identifier, snapshot.identifier, snapshot_slot)
 
 
 def endpoint(settings: RestoreCheckSettings, rds: Any, identifier: str) -> tuple[str, int] | None:
@@ -151,7 +138,7 @@ def endpoint(settings: RestoreCheckSettings, rds: Any, identifier: str) -> tuple
 
 def run_query(
     settings: RestoreCheckSettings, connector: Connector, master: DbSecret, host: str, port: int
-) -> dict[str, Any]:
+) -> QueryOutput:
     if not _READ_ONLY_QUERY.match(settings.query):
         raise RestoreCheckError(
             "the sanity query must be a SELECT or SHOW statement (stack parameter RestoreCheckQuery)"
@@ -168,7 +155,7 @@ def run_query(
             f"the sanity query failed on the restored copy {host}:{port} (MySQL error {code}): "
             f"{exc.args[1] if len(exc.args) > 1 else exc}"
         ) from None
-    return {"result": None if row is None else str(row[0])[:200], "seconds": round(time.monotonic() - started, 3)}
+    return QueryOutput(result=None if row is None else str(row[0])[:200], seconds=round(time.monotonic() - started, 3))
 
 
 def cleanup(settings: RestoreCheckSettings, rds: Any, identifier: str) -> list[str]:

@@ -21,14 +21,8 @@ from typing import Any
 import pymysql
 from botocore.exceptions import ClientError
 
-from wandb_ops.access.mysql.accounts import (
-    AccountCloner,
-    Connector,
-    DbSecret,
-    load_db_secret,
-    logged_in_account,
-    logs_in_as_itself,
-)
+from wandb_ops.access.mysql.accounts import AccountCloner
+from wandb_ops.access.mysql.connector import Connector, DbSecret, load_db_secret, logged_in_account, logs_in_as_itself
 from wandb_ops.access.mysql.grammar import GrammarError
 from wandb_ops.access.mysql.master import MasterAccess
 from wandb_ops.access.password_proof import PasswordMint
