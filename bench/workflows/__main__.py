@@ -151,7 +151,7 @@ def poll_costs(cloud: LocalCloud, counter: CallCounter, stack: DeployedStack, ru
                 template["POLL_BASE_SECONDS"],
                 template["POLL_MAX_SECONDS"],
                 template["POLL_MAX_ATTEMPTS"],
-            )["wait_seconds"]
+            ).wait_seconds
         )
 
     slow_snapshots = []

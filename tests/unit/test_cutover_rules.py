@@ -340,7 +340,7 @@ def test_no_step_output_has_room_for_a_password(action: str) -> None:
 
 def test_outputs_leave_out_what_the_step_does_not_say() -> None:
     """The JSON the state machine gets: no key as null that the step never sent."""
-    poll = backoff(0, 10, 60, 30)
+    poll = backoff(0, 10, 60, 30).model_dump()
     assert RotationStatusOutput(done=True).model_dump(mode="json") == {"done": True}
     assert RotationStatusOutput(done=False, **poll).model_dump(mode="json") == {"done": False, **poll}
     assert RolloutStatusOutput(done=False, pending=["a: b"], **poll).model_dump(mode="json") == {

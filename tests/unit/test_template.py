@@ -182,7 +182,7 @@ def test_snapshot_waits_allow_a_long_copy_and_end_before_the_next_daily_run() ->
     variables = RESOURCES["DbSnapshotFunction"]["Properties"]["Environment"]["Variables"]
     base, cap, attempts = (int(variables[f"POLL_{name}"]) for name in ("BASE_SECONDS", "MAX_SECONDS", "MAX_ATTEMPTS"))
     # The last check gives up without waiting again: attempts - 1 waits.
-    one_loop = sum(backoff(attempt, base, cap, attempts)["wait_seconds"] for attempt in range(attempts - 1))
+    one_loop = sum(backoff(attempt, base, cap, attempts).wait_seconds for attempt in range(attempts - 1))
     budget = int(variables["POLL_RUN_BUDGET_SECONDS"])
     timeout = json.loads((REPO_ROOT / "statemachines" / "db_snapshot.asl.json").read_text())["TimeoutSeconds"]
     assert 10 * 3600 <= one_loop < budget

@@ -90,15 +90,3 @@ class DeploymentSettings(StackSettings):
     def eks_cluster_name(self) -> str:
         """terraform-aws-wandb names the EKS cluster after the namespace unless told otherwise."""
         return self.eks_cluster_name_setting or self.namespace
-
-
-UNBOUNDED = 2**63
-
-
-def whole_number(env: Mapping[str, str], name: str, parameter: str, low: int = 0, high: int = UNBOUNDED) -> int:
-    """A whole-number setting within bounds, or a ConfigurationError naming the stack parameter."""
-    value = env.get(name, "").strip()
-    if not value.isdigit() or not low <= int(value) <= high:
-        bounds = f"{low}-{high}" if high < UNBOUNDED else f"{low} or more"
-        raise ConfigurationError(f"{name}={value!r}: set the stack parameter {parameter} to a whole number, {bounds}")
-    return int(value)

@@ -9,9 +9,9 @@ dependencies and calls ``Steps.run``; the state machine reads the output's field
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, Protocol, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from wandb_ops.core.observability import logger
 
@@ -21,6 +21,18 @@ class StepOutput(BaseModel):
     and later states' paths read, so an unknown field is an error."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class SparseOutput(StepOutput):
+    """A step output whose ``ABSENT_WHEN_NONE`` fields are left out (not null) when they have no
+    value: they are keys a step writes only in some cases."""
+
+    ABSENT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _leave_out_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        return {key: value for key, value in dumped.items() if value is not None or key not in self.ABSENT_WHEN_NONE}
 
 
 class Task(Protocol):

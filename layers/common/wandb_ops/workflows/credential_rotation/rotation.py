@@ -48,12 +48,12 @@ def rotation_progress(plan: Plan, attempt: int, deps: "Deps") -> RotationStatusO
         return RotationStatusOutput(done=True)
     settings = deps.settings
     poll = backoff(attempt, settings.poll_base_seconds, settings.poll_max_seconds, settings.poll_max_attempts)
-    if poll["give_up"]:
+    if poll.give_up:
         raise RotationFailedError(
             f"version {plan.new.version_id} is still {labels} after {attempt + 1} checks: the rotation failed or "
             "hangs. Read the rotation function's log; W&B was not changed (docs/rotation.md, 'A rotation failed')"
         )
-    return RotationStatusOutput(done=False, **poll)
+    return RotationStatusOutput(done=False, **poll.model_dump())
 
 
 def move_current_back(plan: Plan, deps: "Deps") -> RestoreCurrentOutput:

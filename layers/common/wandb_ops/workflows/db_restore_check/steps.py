@@ -60,9 +60,9 @@ def check(task: CheckTask, deps: Deps) -> CheckOutput:
     settings = deps.settings
     found = restore.endpoint(settings, deps.rds, task.identifier)
     poll = backoff(task.attempt, settings.poll_base_seconds, settings.poll_max_seconds, settings.poll_max_attempts)
-    if found is None and poll["give_up"]:
+    if found is None and poll.give_up:
         raise RestoreCheckError(f"{task.identifier} did not become available after {task.attempt + 1} checks")
-    return CheckOutput(**poll, available=found is not None)
+    return CheckOutput(**poll.model_dump(), available=found is not None)
 
 
 def query(task: QueryTask, deps: Deps) -> QueryOutput:

@@ -27,7 +27,7 @@ from wandb_ops.access.rds_snapshots import (
 from wandb_ops.core import aws
 from wandb_ops.core.clock import utcnow
 from wandb_ops.core.observability import logger, metrics
-from wandb_ops.core.polling import backoff
+from wandb_ops.core.polling import Poll, backoff
 from wandb_ops.core.steps import StepOutput, Steps
 from wandb_ops.workflows.db_snapshot.settings import SnapshotSettings
 from wandb_ops.workflows.db_snapshot.tasks import (
@@ -40,7 +40,6 @@ from wandb_ops.workflows.db_snapshot.tasks import (
     CreateTask,
     DeletionProtection,
     DescribedSnapshot,
-    Poll,
     PreflightOutput,
     PreflightTask,
     Quota,
@@ -79,7 +78,7 @@ def _poll(settings: SnapshotSettings, attempt: int, started: datetime | None, no
     """The next wait, and whether to give up: after POLL_MAX_ATTEMPTS checks of this loop, or when
     the next wait would end past the run's budget (the loops together stay inside its timeout, so
     a slow run fails with a clear error and a notification instead of timing out)."""
-    poll = Poll(**backoff(attempt, settings.poll_base_seconds, settings.poll_max_seconds, settings.poll_max_attempts))
+    poll = backoff(attempt, settings.poll_base_seconds, settings.poll_max_seconds, settings.poll_max_attempts)
     if started is not None and (now - started).total_seconds() + poll.wait_seconds >= settings.run_budget_seconds:
         poll = poll.model_copy(update={"give_up": True})
     return poll

@@ -1,37 +1,18 @@
 """What the database snapshot workflow's steps take and return: the state machine's contract."""
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, RootModel, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field, RootModel
 
 from wandb_ops.access.rds_snapshots import Kind
 from wandb_ops.core.models import StrictModel
-from wandb_ops.core.steps import StepOutput
+from wandb_ops.core.polling import Poll
+from wandb_ops.core.steps import SparseOutput, StepOutput
 
 SNAPSHOT_ID = Field(min_length=1, max_length=63)
 
 # ---------------------------------------------------------------- outputs
-
-
-class SparseOutput(StepOutput):
-    """A step output whose ``ABSENT_WHEN_NONE`` fields are left out (not null) when they have no
-    value: they are keys a step writes only in some cases."""
-
-    ABSENT_WHEN_NONE: ClassVar[frozenset[str]] = frozenset()
-
-    @model_serializer(mode="wrap")
-    def _leave_out_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        dumped: dict[str, Any] = handler(self)
-        return {key: value for key, value in dumped.items() if value is not None or key not in self.ABSENT_WHEN_NONE}
-
-
-class Poll(SparseOutput):
-    """The next wait of a loop (the state machine's Wait state reads it), and whether to give up."""
-
-    attempt: int
-    wait_seconds: int
-    give_up: bool
 
 
 class DeletionProtection(StepOutput):

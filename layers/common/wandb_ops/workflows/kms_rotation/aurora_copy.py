@@ -144,10 +144,10 @@ def check_copy(rds: Any, target: str, attempt: int) -> CopyCheck:
         raise
     status = str(found.get("Status", "unknown")).lower()
     if status == "available":
-        return CopyCheck(**poll, available=True, status=status, kms_key=found.get("KmsKeyId"))
-    if status not in IN_PROGRESS or poll["give_up"]:
+        return CopyCheck(**poll.model_dump(), available=True, status=status, kms_key=found.get("KmsKeyId"))
+    if status not in IN_PROGRESS or poll.give_up:
         raise SnapshotCopyRefusedError(
             f"the copy {target} is {status} after {attempt + 1} checks: look in the RDS console; "
             "a re-run waits for the same copy"
         )
-    return CopyCheck(**poll, available=False, status=status)
+    return CopyCheck(**poll.model_dump(), available=False, status=status)
