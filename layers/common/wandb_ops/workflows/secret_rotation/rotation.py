@@ -4,7 +4,7 @@ clone of the current one as the master user, proves it, then moves AWSCURRENT to
 The old user stays: the cut-over workflow removes it once W&B no longer uses it.
 
 The application secret is not trusted (anyone allowed to write it must gain nothing): the
-master password goes only to this database (``master_access``), the current credentials
+master password goes only to this database (``wandb_ops.access.mysql.master``), the current credentials
 must log in before anything is done, the master user is never cloned, and an account that
 exists already is never given a password or grants.
 
