@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from wandb_ops.access.mysql.connector import DbSecret, load_secret
 from wandb_ops.core.aws import error_code
 from wandb_ops.core.errors import ConfigurationError
+from wandb_ops.core.settings import StackSettings, from_stack
 
 DatabaseKind = Literal["aurora-cluster", "rds-instance"]
 _NOT_FOUND = ("DBClusterNotFoundFault", "DBInstanceNotFound", "DBInstanceNotFoundFault")
@@ -179,19 +180,22 @@ def _on_server(master: MasterSecret, host: str, port: int, engine: str) -> DbSec
     )
 
 
+class DatabaseSettings(StackSettings):
+    """The stack's database: the template sets both from DatabaseKind and DatabaseIdentifier
+    (which defaults to the Namespace)."""
+
+    kind: DatabaseKind = from_stack("DATABASE_KIND", "DatabaseKind")
+    identifier: str = from_stack("DATABASE_IDENTIFIER", "DatabaseIdentifier")
+
+
 def database_from_env(rds: Callable[[], Any], env: Mapping[str, str]) -> Callable[[], DatabaseEndpoints]:
-    """The stack's database, from the DATABASE_KIND / DATABASE_IDENTIFIER the template sets; read
-    here (in the handler's thread), described from RDS only when a master connection needs it."""
-    raw_kind = env.get("DATABASE_KIND", "").strip()
-    identifier = env.get("DATABASE_IDENTIFIER", "").strip()
+    """The stack's database, described from RDS only when a master connection needs it. The
+    variables are read now (in the handler's thread) and checked then, so a step that never
+    needs the master never needs them."""
+    variables = {name: env.get(name, "") for name in ("DATABASE_KIND", "DATABASE_IDENTIFIER")}
 
     def describe() -> DatabaseEndpoints:
-        if raw_kind not in ("aurora-cluster", "rds-instance") or not identifier:
-            raise ConfigurationError(
-                "DATABASE_KIND / DATABASE_IDENTIFIER are not set: the template sets them from DatabaseKind and "
-                "Namespace / DatabaseIdentifier; redeploy the stack"
-            )
-        kind: DatabaseKind = "aurora-cluster" if raw_kind == "aurora-cluster" else "rds-instance"
-        return describe_database(rds(), kind, identifier)
+        settings = DatabaseSettings.from_env(variables)
+        return describe_database(rds(), settings.kind, settings.identifier)
 
     return describe
