@@ -272,7 +272,7 @@ def test_copies_of_a_same_named_database_of_another_region_are_not_this_database
 
 def test_no_dr_copy_fails_and_no_dr_region_warns() -> None:
     assert _items(FakeRds([_copy("other-database", 1)]))["aurora.dr_copy"].status is Status.FAIL
-    without = SETTINGS.model_copy(update={"dr_region": None})
+    without = RecordSettings.from_env({"POSTURE_DATABASE": "wandb"})
     found = _items(None, settings=without)["aurora.dr_copy"]
     assert found.status is Status.WARN and "SnapshotDrRegion" in found.fix
 

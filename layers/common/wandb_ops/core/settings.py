@@ -8,10 +8,11 @@ pass the result down: domain code never reads the environment.
 """
 
 import os
+import types
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Self, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wandb_ops.core.errors import ConfigurationError
 
@@ -26,7 +27,20 @@ def from_stack(variable: str, parameter: str = TEMPLATE, default: Any = ..., **c
 
 
 class StackSettings(BaseModel):
+    """The template sets every variable its functions read: a default is for an optional stack
+    parameter left empty; a variable without one must be set (an empty value is refused).
+    A whole number is digits only: no sign, decimal point or separator slips through."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers_are_digits(cls, values: Any) -> Any:
+        for field in cls.model_fields.values():
+            raw = values.get(field.validation_alias) if isinstance(values, dict) else None
+            if _is_whole_number(field.annotation) and isinstance(raw, str) and not (raw.isascii() and raw.isdigit()):
+                raise ValueError(_not_a_whole_number(str(field.validation_alias), raw, field.json_schema_extra))
+        return values
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -74,6 +88,21 @@ class StackSettings(BaseModel):
                     f"{variable}={values.get(variable, '')!r}: set the stack parameter {parameter} ({error['msg']})"
                 )
         return "; ".join(problems)
+
+
+def _is_whole_number(annotation: Any) -> bool:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_whole_number(arg) for arg in get_args(annotation))
+    return annotation is int
+
+
+def _not_a_whole_number(variable: str, raw: str, extra: Any) -> str:
+    parameter = extra.get("stack_parameter", TEMPLATE) if isinstance(extra, dict) else TEMPLATE
+    if parameter == TEMPLATE:
+        return (
+            f"environment variable {variable}={raw!r} is not a whole number: the template sets it; redeploy the stack"
+        )
+    return f"{variable}={raw!r}: set the stack parameter {parameter} to a whole number"
 
 
 class DeploymentSettings(StackSettings):
