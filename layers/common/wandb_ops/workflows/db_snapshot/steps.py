@@ -61,6 +61,7 @@ class Deps:
     @classmethod
     def from_env(cls) -> Self:
         settings = SnapshotSettings.from_env()
+        logger.append_keys(database=settings.source)  # every line of the invocation says which database
         dr_rds = aws.client("rds", region=settings.dr_region) if settings.dr_region else None
         return cls(settings, aws.client("rds"), dr_rds)
 
