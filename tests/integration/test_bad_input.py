@@ -16,23 +16,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.rig.local_cloud import LocalCloud
-from tests.rig.stack import DeployedStack
+from tests.rig.stack import DeployedStack, load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# Each function with a valid example event (events/), the start of the mutations below.
-FUNCTIONS = {
-    "PostureFunction": "posture.json",
-    "DbSnapshotFunction": "db-snapshot.json",
-    "DbRestoreCheckFunction": "db-restore-check.json",
-    "MySqlRotationFunction": "mysql-rotation.json",
-    "CredentialCutoverFunction": "credential-cutover.json",
-    "TfStateBackupFunction": "tfstate-backup.json",
-    "TfStateRestoreFunction": "tfstate-restore.json",
-    "S3SyncFunction": "s3-sync.json",
-    "S3ReencryptFunction": "s3-reencrypt.json",
-    "KmsRotationFunction": "kms-rotation.json",
-}
+
+def _functions_and_their_events() -> dict[str, str]:
+    """Every function of the template, with its valid example event (events/<function name>.json,
+    the start of the mutations below): a new function is attacked without being listed here."""
+    found = {}
+    for logical_id, resource in load_template()["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            name = resource["Properties"]["FunctionName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
+            found[logical_id] = f"{name}.json"
+    return found
+
+
+FUNCTIONS = _functions_and_their_events()
 # Operations that only read; anything else made while handling a bad event is a failure.
 READ_ONLY = re.compile(r"^(Get|Describe|List|Head|Lookup)")
 JUNK_KEY = st.text(min_size=1, max_size=12).map(lambda text: f"x-{text}")
