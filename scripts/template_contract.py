@@ -1,22 +1,29 @@
 """What a deployed stack promises, read from template.yaml after the SAM transform: the contract
 that `sam deploy` of a new version must keep for the update of an existing stack to stay in place
-(same logical ids and types, same parameters, outputs and conditions, same names) and for it to
-grant exactly the same permissions (every IAM, key, bucket and topic policy statement).
+and to change nothing it does. It holds the parameters (type, default and constraints), the
+conditions, the outputs (value, condition, export) and, for every resource, its type, condition,
+deletion and update-replace policies and the whole of its transformed Properties: names, function
+code locations, settings and environment variable values, state machine definition locations and
+DefinitionSubstitutions, triggers, alarms, log groups, buckets, keys, the topic, its subscription,
+the alias, and every statement of every role, key, bucket and topic policy.
 
     python scripts/template_contract.py [TEMPLATE] > contract.json
 
-tests/unit/template_contract_baseline.json is this script's output for the template of the
-reorganisation's base commit, made once with
+tests/unit/template_contract_baseline.json is this script's output for the template of commit
+9361fc8, the last release before the reorganisation into workflows, made with
 
-    git show 47fb6c7:template.yaml > /tmp/base.yaml
+    git show 9361fc8:template.yaml > /tmp/base.yaml
     python scripts/template_contract.py /tmp/base.yaml > tests/unit/template_contract_baseline.json
 
-tests/unit/test_template_contract.py compares it with the contract of today's template.yaml; the
-differences it allows are listed there, each with its reason.
+At that commit two folders under functions/ still had their old names: mysql_rotation (now
+secret_rotation) and credential_cutover (now credential_rotation), and the Kubernetes client had a
+layer of its own. The baseline keeps the released paths. tests/unit/test_template_contract.py
+compares it with the contract of today's template.yaml, the two folders mapped through its rename
+map; the differences it allows are listed there, each with its reason.
 
-What is left out on purpose: descriptions (prose), the code and definition files' contents
-(the tests run them), the DefinitionSubstitutions (they follow the definition's placeholders),
-and environment variable values (the names are kept; the values are the functions' settings).
+Left out here: resource Metadata (checkov's and SAM's notes, not deployed), DependsOn (creation
+order), the descriptions of parameters and outputs (prose), and the contents of the code,
+layer and definition files (the tests run them).
 """
 
 import json
@@ -35,49 +42,8 @@ TEMPLATE = REPO_ROOT / "template.yaml"
 ARTIFACTS = "artifacts"  # the bucket `sam package` would upload to; its key here is the local path
 
 PARAMETER_KEYS = ("Type", "Default", "AllowedValues", "AllowedPattern", "MinValue", "MaxValue", "NoEcho")
-RESOURCE_ATTRIBUTES = ("Type", "Condition", "DeletionPolicy", "UpdateReplacePolicy")
-# Physical names: what a changed value would make CloudFormation replace (or collide on).
-NAME_PROPERTIES = (
-    "FunctionName",
-    "StateMachineName",
-    "LogGroupName",
-    "AlarmName",
-    "AliasName",
-    "DashboardName",
-    "TopicName",
-    "BucketName",
-    "RoleName",
-)
-FUNCTION_PROPERTIES = (
-    "Code",
-    "Handler",
-    "Runtime",
-    "Architectures",
-    "MemorySize",
-    "Timeout",
-    "ReservedConcurrentExecutions",
-    "TracingConfig",
-    "LoggingConfig",
-    "VpcConfig",
-    "Role",
-    "Layers",
-)
-STATE_MACHINE_PROPERTIES = ("DefinitionS3Location", "RoleArn", "LoggingConfiguration", "TracingConfiguration")
-# Resources whose whole properties are compared: what starts a workflow, and what watches it.
-WHOLE_TYPES = (
-    "AWS::Scheduler::Schedule",
-    "AWS::Events::Rule",
-    "AWS::CloudWatch::Alarm",
-    "AWS::Logs::LogGroup",
-    "AWS::Lambda::Permission",
-    "AWS::SecretsManager::RotationSchedule",
-    "AWS::CloudWatch::Dashboard",
-)
-POLICY_PROPERTIES = {
-    "AWS::KMS::Key": "KeyPolicy",
-    "AWS::S3::BucketPolicy": "PolicyDocument",
-    "AWS::SNS::TopicPolicy": "PolicyDocument",
-}
+OUTPUT_KEYS = ("Value", "Condition", "Export")
+RESOURCE_ATTRIBUTES = ("Type", "Condition", "DeletionPolicy", "UpdateReplacePolicy", "Properties")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -112,55 +78,21 @@ def _without_layer_hashes(template: dict[str, Any]) -> dict[str, Any]:
 
 def contract(template: dict[str, Any]) -> dict[str, Any]:
     cfn = translated(template)
-    resources: dict[str, Any] = cfn["Resources"]
-    found: dict[str, Any] = {
+    return {
         "parameters": {
             name: {key: parameter[key] for key in PARAMETER_KEYS if key in parameter}
             for name, parameter in cfn.get("Parameters", {}).items()
         },
         "conditions": cfn.get("Conditions", {}),
         "outputs": {
-            name: {key: output[key] for key in ("Value", "Condition", "Export") if key in output}
+            name: {key: output[key] for key in OUTPUT_KEYS if key in output}
             for name, output in cfn.get("Outputs", {}).items()
         },
         "resources": {
             logical_id: {key: resource[key] for key in RESOURCE_ATTRIBUTES if key in resource}
-            for logical_id, resource in resources.items()
+            for logical_id, resource in cfn["Resources"].items()
         },
-        "names": {},
-        "functions": {},
-        "state_machines": {},
-        "triggers_and_watches": {},
-        "iam": {},
     }
-    for logical_id, resource in resources.items():
-        kind, properties = resource["Type"], resource.get("Properties", {})
-        for key in NAME_PROPERTIES:
-            if key in properties:
-                found["names"][logical_id] = properties[key]
-        if kind == "AWS::Lambda::Function":
-            found["functions"][logical_id] = {
-                **{key: properties[key] for key in FUNCTION_PROPERTIES if key in properties},
-                "EnvironmentVariableNames": sorted(properties.get("Environment", {}).get("Variables", {})),
-            }
-        elif kind == "AWS::StepFunctions::StateMachine":
-            found["state_machines"][logical_id] = {
-                key: properties[key] for key in STATE_MACHINE_PROPERTIES if key in properties
-            }
-        elif kind in WHOLE_TYPES:
-            found["triggers_and_watches"][logical_id] = properties
-        elif kind == "AWS::IAM::Role":
-            found["iam"][logical_id] = {
-                "AssumeRolePolicyDocument": properties.get("AssumeRolePolicyDocument"),
-                "ManagedPolicyArns": properties.get("ManagedPolicyArns", []),
-                "Policies": {
-                    policy["PolicyName"]: policy["PolicyDocument"]["Statement"]
-                    for policy in properties.get("Policies", [])
-                },
-            }
-        elif kind in POLICY_PROPERTIES:
-            found["iam"][logical_id] = properties[POLICY_PROPERTIES[kind]]["Statement"]
-    return found
 
 
 def main() -> int:
