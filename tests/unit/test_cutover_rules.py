@@ -340,15 +340,17 @@ def test_no_step_output_has_room_for_a_password(action: str) -> None:
 
 def test_outputs_leave_out_what_the_step_does_not_say() -> None:
     """The JSON the state machine gets: no key as null that the step never sent."""
-    poll = backoff(0, 10, 60, 30).model_dump()
+    waiting = backoff(0, 10, 60, 30)
+    poll = waiting.model_dump()
     assert RotationStatusOutput(done=True).model_dump(mode="json") == {"done": True}
-    assert RotationStatusOutput(done=False, **poll).model_dump(mode="json") == {"done": False, **poll}
-    assert RolloutStatusOutput(done=False, pending=["a: b"], **poll).model_dump(mode="json") == {
+    assert RotationStatusOutput.waiting(waiting).model_dump(mode="json") == {"done": False, **poll}
+    assert RolloutStatusOutput(done=True).model_dump(mode="json") == {"done": True}
+    assert RolloutStatusOutput.waiting(waiting, pending=["a: b"]).model_dump(mode="json") == {
         "done": False,
         "pending": ["a: b"],
         **poll,
     }
-    assert RetireOutput(done=False, user="u", sessions=2, **poll).model_dump(mode="json") == {
+    assert RetireOutput.waiting(waiting, user="u", sessions=2).model_dump(mode="json") == {
         "done": False,
         "user": "u",
         "sessions": 2,

@@ -1,12 +1,14 @@
 """Rules of the KMS rotation policy and the re-encrypted snapshot copy that need no emulator."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from wandb_ops.access.rds_snapshots import MAX_IDENTIFIER
 from wandb_ops.core.errors import ConfigurationError
-from wandb_ops.workflows.kms_rotation.aurora_copy import target_identifier
+from wandb_ops.core.polling import backoff
+from wandb_ops.workflows.kms_rotation.aurora_copy import check_copy, target_identifier
 from wandb_ops.workflows.kms_rotation.discovery import region_of
 from wandb_ops.workflows.kms_rotation.key_policy import key_policy_statement
 from wandb_ops.workflows.kms_rotation.settings import RotationSettings
@@ -65,3 +67,27 @@ def test_the_statement_names_the_role_or_says_where_to_find_it() -> None:
         "AWS": "arn:aws:iam::1:role/r"
     }
     assert "KmsRotationFunctionRoleArn" in key_policy_statement("", ())["Principal"]["AWS"]
+
+
+class _OneSnapshot:
+    """describe_db_cluster_snapshots of an RDS that holds one snapshot, as it is now."""
+
+    def __init__(self, **snapshot: str) -> None:
+        self.snapshot = snapshot
+
+    def describe_db_cluster_snapshots(self, **_: Any) -> dict[str, Any]:
+        return {"DBClusterSnapshots": [self.snapshot]}
+
+
+def test_the_copy_check_names_the_key_only_once_the_copy_is_available() -> None:
+    """The JSON the state machine gets: no ``kms_key`` (not even null) while the copy is being made."""
+    poll = backoff(0, 60, 900, 120).model_dump()
+    copying = check_copy(_OneSnapshot(Status="copying", KmsKeyId="arn:aws:kms:us-east-1:1:key/new"), "copy", 0)
+    assert copying.model_dump(mode="json") == {**poll, "available": False, "status": "copying"}
+    available = check_copy(_OneSnapshot(Status="available", KmsKeyId="arn:aws:kms:us-east-1:1:key/new"), "copy", 0)
+    assert available.model_dump(mode="json") == {
+        **poll,
+        "available": True,
+        "status": "available",
+        "kms_key": "arn:aws:kms:us-east-1:1:key/new",
+    }

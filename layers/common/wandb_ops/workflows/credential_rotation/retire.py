@@ -39,7 +39,7 @@ def retire_user(plan: Plan, which: Literal["old", "new"], attempt: int, deps: "D
             settings = deps.settings
             poll = backoff(attempt, settings.poll_base_seconds, settings.poll_max_seconds, settings.drain_max_attempts)
             if not poll.give_up:
-                return RetireOutput(done=False, user=user, sessions=sessions, **poll.model_dump())
+                return RetireOutput.waiting(poll, user=user, sessions=sessions)
             raise DrainTimeoutError(
                 f"'{user}' still has {sessions} session(s) after {attempt + 1} checks: kept as it is (not "
                 "dropped, not locked, so whatever uses it keeps working). Find them in "

@@ -53,7 +53,7 @@ def rotation_progress(plan: Plan, attempt: int, deps: "Deps") -> RotationStatusO
             f"version {plan.new.version_id} is still {labels} after {attempt + 1} checks: the rotation failed or "
             "hangs. Read the rotation function's log; W&B was not changed (docs/rotation.md, 'A rotation failed')"
         )
-    return RotationStatusOutput(done=False, **poll.model_dump())
+    return RotationStatusOutput.waiting(poll)
 
 
 def move_current_back(plan: Plan, deps: "Deps") -> RestoreCurrentOutput:

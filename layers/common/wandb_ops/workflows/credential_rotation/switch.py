@@ -59,4 +59,4 @@ def rollout_progress(plan: Plan, attempt: int, deps: "Deps") -> RolloutStatusOut
     poll = backoff(attempt, settings.poll_base_seconds, settings.poll_max_seconds, settings.poll_max_attempts)
     if poll.give_up:
         raise RolloutFailedError(f"rollout not complete after {attempt + 1} checks: {'; '.join(pending)}")
-    return RolloutStatusOutput(done=False, pending=pending, **poll.model_dump())
+    return RolloutStatusOutput.waiting(poll, pending=pending)

@@ -3,17 +3,13 @@
 The state carries a ``Plan``: secret ARNs, version ids and user names, never a password; no
 output model has a field that could hold one (tests/unit/test_cutover_rules.py checks)."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import ConfigDict, Field, RootModel
 
 from wandb_ops.core.models import StrictModel
-from wandb_ops.core.steps import StepOutput
-
-
-def absent_when_none() -> Any:
-    """An output field left out of the JSON when it has no value (the step never sent it as null)."""
-    return Field(default=None, exclude_if=lambda value: value is None)
+from wandb_ops.core.polling import Poll
+from wandb_ops.core.steps import SparseOutput, StepOutput
 
 
 class CutoverRequest(StrictModel):
@@ -57,25 +53,40 @@ class Plan(StepOutput):
 # ---------------------------------------------------------------- outputs
 
 
-class RotationStatusOutput(StepOutput):
+class _LoopOutput(SparseOutput):
+    """A step of a wait loop: ``done``, or else the next wait (``backoff``'s Poll, which the state
+    machine's Wait state reads). A done step has no next wait and says nothing of it, so this is not
+    a Poll (whose fields are always there) but carries a Poll's fields while it waits."""
+
+    ABSENT_WHEN_NONE = frozenset(Poll.model_fields)
+
     done: bool
-    attempt: int | None = absent_when_none()
-    wait_seconds: int | None = absent_when_none()
-    give_up: bool | None = absent_when_none()
+    attempt: int | None = None
+    wait_seconds: int | None = None
+    give_up: bool | None = None
+
+    @classmethod
+    def waiting(cls, poll: Poll, **fields: Any) -> Self:
+        """Not done yet: check again after ``poll.wait_seconds`` (or give up, as ``poll`` says)."""
+        return cls(done=False, **poll.model_dump(), **fields)
 
 
-class RolloutStatusOutput(StepOutput):
-    done: bool
-    pending: list[str] | None = absent_when_none()  # "<deployment>: <what it waits for>"
-    attempt: int | None = absent_when_none()
-    wait_seconds: int | None = absent_when_none()
-    give_up: bool | None = absent_when_none()
+class RotationStatusOutput(_LoopOutput):
+    pass
 
 
-class RestoreCurrentOutput(StepOutput):
+class RolloutStatusOutput(_LoopOutput):
+    ABSENT_WHEN_NONE = _LoopOutput.ABSENT_WHEN_NONE | {"pending"}
+
+    pending: list[str] | None = None  # "<deployment>: <what it waits for>"
+
+
+class RestoreCurrentOutput(SparseOutput):
+    ABSENT_WHEN_NONE = frozenset({"reason", "current_version"})
+
     moved: bool
-    reason: str | None = absent_when_none()
-    current_version: str | None = absent_when_none()
+    reason: str | None = None
+    current_version: str | None = None
 
 
 class ApplyOutput(StepOutput):
@@ -93,18 +104,16 @@ class ConfirmOutput(StepOutput):
     checks: list[str]
 
 
-class RetireOutput(StepOutput):
+class RetireOutput(_LoopOutput):
     """``done``: the user was dropped, locked, kept or already gone (``action``, ``reason``); else it
     still has ``sessions`` and the drain waits ``wait_seconds``."""
 
-    done: bool
+    ABSENT_WHEN_NONE = _LoopOutput.ABSENT_WHEN_NONE | {"action", "reason", "sessions"}
+
     user: str
-    action: Literal["dropped", "locked", "kept", "absent"] | None = absent_when_none()
-    reason: str | None = absent_when_none()
-    sessions: int | None = absent_when_none()
-    attempt: int | None = absent_when_none()
-    wait_seconds: int | None = absent_when_none()
-    give_up: bool | None = absent_when_none()
+    action: Literal["dropped", "locked", "kept", "absent"] | None = None
+    reason: str | None = None
+    sessions: int | None = None
 
 
 Outcome = Literal["switched", "retire_failed", "nothing", "dry_run", "failed", "rolled_back", "rollback_failed"]

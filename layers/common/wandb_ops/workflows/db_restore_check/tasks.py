@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from pydantic import Field, RootModel
 
 from wandb_ops.core.models import StrictModel
+from wandb_ops.core.polling import Poll
 from wandb_ops.core.steps import StepOutput
 
 # With this stack's id; without one, as a run started before an update named it (refused clearly).
@@ -56,10 +57,7 @@ class StartOutput(StepOutput):
     attempt: int
 
 
-class CheckOutput(StepOutput):
-    attempt: int
-    wait_seconds: int
-    give_up: bool
+class CheckOutput(Poll):
     available: bool
 
 

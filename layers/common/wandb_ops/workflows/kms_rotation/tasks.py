@@ -4,12 +4,13 @@ discover -> assess (one call per key) -> summary, or, for action copy_aurora_sna
 plan_snapshot_copy -> check_snapshot_copy (until the copy is available)."""
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, RootModel, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field, RootModel
 
 from wandb_ops.access.encryption import KEY_REFERENCE
 from wandb_ops.core.models import StrictModel
+from wandb_ops.core.polling import Poll
 from wandb_ops.core.steps import StepOutput
 from wandb_ops.workflows.kms_rotation.settings import Mode
 
@@ -171,20 +172,12 @@ class CopyPlan(StepOutput):
     dry_run: bool
 
 
-class CopyCheck(StepOutput):
-    attempt: int
-    wait_seconds: int
-    give_up: bool
+class CopyCheck(Poll):
+    ABSENT_WHEN_NONE = frozenset({"kms_key"})
+
     available: bool
     status: str
-    kms_key: str | None = None  # only once the copy is available
-
-    @model_serializer(mode="wrap")
-    def _kms_key_once_available(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        dumped: dict[str, Any] = handler(self)
-        if not self.available:
-            dumped.pop("kms_key", None)
-        return dumped
+    kms_key: str | None = None  # the copy's key: check_copy sets it once the copy is available
 
 
 class PlanCopyTask(StrictModel):
